@@ -1,0 +1,108 @@
+"""Event contracts written to the outbox: field names and types follow the design document."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+Decision = Literal["new_book", "new_copy", "existing_copy", "exchange_suspected", "ignore"]
+MatchReason = Literal["exact_hash", "phash_match", "embedding_similarity", "none"]
+IdentificationSource = Literal["isbn", "ocr", "embedding"]
+
+DECISIONS: tuple[str, ...] = Decision.__args__
+MATCH_REASONS: tuple[str, ...] = MatchReason.__args__
+SOURCES: tuple[str, ...] = IdentificationSource.__args__
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every contract: uuids travel as strings, timestamps as ISO 8601 in UTC."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timestamp: datetime = Field(default_factory=utc_now)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _uuid_to_str(cls, value):
+        return str(value) if isinstance(value, UUID) else value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _require_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp must be timezone-aware")
+        return value.astimezone(UTC)
+
+    @field_serializer("timestamp")
+    def _iso_utc(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    @property
+    def type(self) -> str:
+        return self.event
+
+
+class ImageUploaded(Event):
+    event: Literal["ImageUploaded"] = "ImageUploaded"
+    image_id: str
+    uploader_id: str
+    object_key: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    phash: int = Field(ge=-(2**63), lt=2**63)
+
+
+class BookIdentified(Event):
+    event: Literal["BookIdentified"] = "BookIdentified"
+    image_id: str
+    run_id: str
+    book_id: str | None
+    confidence: float = Field(ge=0, le=1)
+    source: IdentificationSource
+
+
+class DedupResolved(Event):
+    event: Literal["DedupResolved"] = "DedupResolved"
+    image_id: str
+    decision: Decision
+    matched_copy_id: str | None = None
+    matched_image_id: str | None = None
+    reason: MatchReason
+
+
+class RequestCreated(Event):
+    event: Literal["RequestCreated"] = "RequestCreated"
+    request_id: str
+    requester_id: str
+    copy_id: str
+    current_holder_id: str
+
+
+class ExchangeAccepted(Event):
+    event: Literal["ExchangeAccepted"] = "ExchangeAccepted"
+    exchange_id: str
+    request_id: str
+    copy_id: str
+    from_user_id: str
+    to_user_id: str
+
+
+class ExchangeCompleted(Event):
+    event: Literal["ExchangeCompleted"] = "ExchangeCompleted"
+    exchange_id: str
+    copy_id: str
+    from_user_id: str
+    to_user_id: str
+    degradation_rating: int | None = Field(default=None, ge=1, le=10)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["event"].default: cls
+    for cls in (ImageUploaded, BookIdentified, DedupResolved, RequestCreated, ExchangeAccepted, ExchangeCompleted)
+}

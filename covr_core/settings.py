@@ -1,0 +1,75 @@
+"""One Settings object for every entry point; anything unset means the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Read once per entry point (CLI, Dagster definitions, API app), never at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="COVR_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default=Path(".covr"), validation_alias=AliasChoices("COVR_HOME", "home"))
+
+    # System of record. Unset: embedded PostgreSQL (pgserver) in COVR_HOME/pg.
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    db_pool_max: int = 8
+
+    # Object storage. Unset endpoint and bucket: a local folder in COVR_HOME/objects.
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_path_style: bool = True
+
+    # Read models. Unset: Postgres full-text search and pgvector in the same database.
+    meili_url: str | None = Field(default=None, validation_alias=AliasChoices("MEILI_URL", "meili_url"))
+    meili_master_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MEILI_MASTER_KEY", "meili_master_key")
+    )
+    qdrant_url: str | None = Field(default=None, validation_alias=AliasChoices("QDRANT_URL", "qdrant_url"))
+    qdrant_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("QDRANT_API_KEY", "qdrant_api_key")
+    )
+
+    # Notifications by mail. Unset host: notifications stay in the database only.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "covr@localhost"
+
+    # Ingest.
+    ingest_batch_size: int = Field(default=64, ge=1, le=1024)
+    max_image_bytes: int = 40 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    ocr_engine: str = "tesserocr"
+    tessdata: str | None = None
+    openlibrary_url: str | None = None  # e.g. https://openlibrary.org; unset keeps the client off
+
+    # Cover embeddings. No weights file: the embedding stage is off, with one warning.
+    clip_model: str = "ViT-B-32"
+    clip_weights: Path | None = None
+    clip_allow_random: bool = False
+    clip_quantize: bool = False
+
+    # Dedup thresholds.
+    phash_copy_distance: int = Field(default=6, ge=0, le=16)
+    embedding_same_cover: float = 0.95
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
+
+    @property
+    def uses_s3(self) -> bool:
+        return bool(self.s3_bucket)

@@ -1,0 +1,36 @@
+-- grain: one row per uploaded image; what ingest decided about it and why, for operators.
+with images as (
+    select * from media.image
+),
+
+identifications as (
+    select * from ingest.identification
+),
+
+decisions as (
+    select * from ingest.dedup_result
+),
+
+final as (
+    select
+        images.image_id,
+        images.object_key,
+        images.uploader_id,
+        images.status,
+        images.rejection_reason,
+        images.sha256,
+        images.phash,
+        identifications.isbn13,
+        identifications.source as identification_source,
+        identifications.confidence,
+        decisions.decision,
+        decisions.match_reason,
+        coalesce(decisions.book_id, identifications.book_id) as book_id,
+        decisions.copy_id,
+        images.created_at
+    from images
+    left join identifications on identifications.image_id = images.image_id
+    left join decisions on decisions.image_id = images.image_id
+)
+
+select * from final

@@ -1,0 +1,87 @@
+"""Real services for the whole session: one embedded PostgreSQL, one migrated template database.
+
+Each test that asks for `db_url` gets its own database cloned from the template, so tests are
+isolated even when the code under test commits (Dagster runs, the CLI, the API).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from covr_core import migrations
+from covr_core.db import start_embedded
+from covr_core.settings import Settings
+
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+TEMPLATE = "covr_template"
+_counter = itertools.count()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One real PostgreSQL 16 (pgserver, with pgvector) for the test session."""
+    server = start_embedded(tmp_path_factory.mktemp("pg") / "data")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def admin_url(pg_server) -> str:
+    return pg_server.get_uri()
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url) -> str:
+    """A database with every migration applied once; tests clone it."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {TEMPLATE}")
+        conn.execute(f"create database {TEMPLATE}")
+    with psycopg.connect(_with_database(admin_url, TEMPLATE)) as conn:
+        migrations.migrate(conn)
+    return TEMPLATE
+
+
+@pytest.fixture
+def empty_db_url(admin_url) -> str:
+    """A brand-new database with nothing applied."""
+    name = f"covr_empty_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"create database {name}")
+    yield _with_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture
+def db_url(admin_url, template_db) -> str:
+    """A migrated database of this test's own."""
+    name = f"covr_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"create database {name} template {template_db}")
+    yield _with_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture
+def conn(db_url):
+    with psycopg.connect(db_url, row_factory=dict_row) as connection:
+        yield connection
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings as an operator would give them: a real database, objects in a temp folder."""
+    return Settings(home=tmp_path / "covr", database_url=db_url)
