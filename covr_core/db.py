@@ -55,6 +55,13 @@ def start_embedded(pg_data_dir: Path):
 
 def open_pool(url: str, *, max_size: int = 8, timeout: float = 10.0) -> ConnectionPool:
     """A psycopg 3 pool whose connections return dict rows; fails fast with a one-line reason."""
+    try:
+        # One direct attempt first: the pool would retry quietly and report only a timeout.
+        with psycopg.connect(url, connect_timeout=5):
+            pass
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}") from exc
     pool = ConnectionPool(
         url,
         min_size=1,
@@ -63,25 +70,8 @@ def open_pool(url: str, *, max_size: int = 8, timeout: float = 10.0) -> Connecti
         open=False,
         name="covr",
     )
-    try:
-        pool.open(wait=True, timeout=timeout)
-        with pool.connection() as conn:
-            conn.execute("select 1")
-    except Exception as exc:  # psycopg reports an unreachable host as PoolTimeout with the cause logged
-        pool.close()
-        reason = _connect_failure_reason(url, exc)
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}") from exc
+    pool.open(wait=True, timeout=timeout)
     return pool
-
-
-def _connect_failure_reason(url: str, exc: Exception) -> str:
-    """The pool hides the driver's error behind a timeout; one direct attempt recovers it."""
-    try:
-        with psycopg.connect(url, connect_timeout=5):
-            pass
-    except psycopg.Error as direct:
-        return " ".join(str(direct).split())
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class Database:

@@ -25,8 +25,7 @@ create table ingest.dedup_result (
     run_id           text,
     decision         text not null
                      check (decision in ('new_book', 'new_copy', 'existing_copy', 'exchange_suspected', 'ignore')),
-    match_reason     text not null check (match_reason in ('exact_hash', 'phash_match', 'embedding_similarity', 'none',
-                                                           'isbn', 'ocr', 'embedding')),
+    match_reason     text not null check (match_reason in ('exact_hash', 'phash_match', 'embedding_similarity', 'none')),
     book_id          uuid references catalog.book,
     copy_id          uuid references catalog.copy,
     matched_copy_id  uuid references catalog.copy,

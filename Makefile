@@ -1,0 +1,30 @@
+# Two commands from a fresh clone: `make run` (the main job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test demo dagster api bench clean
+
+$(STAMP): pyproject.toml
+	@command -v tesseract >/dev/null || { echo "tesseract is missing: sudo apt-get install -y tesseract-ocr tesseract-ocr-eng fonts-dejavu-core"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[clip,dev]'
+	touch $(STAMP)
+
+# The main job: embedded Postgres, migrations, a sample catalog and sample photos ingested through Dagster.
+run: $(STAMP)
+	$(BIN)/covr demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+dagster: $(STAMP)
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.covr/dagster} $(BIN)/dagster dev -w workspace.yaml
+
+api: $(STAMP)
+	$(BIN)/uvicorn covr_api.main:app --reload
+
+clean:
+	rm -rf .covr

@@ -1,0 +1,57 @@
+"""`covr db` against real PostgreSQL, and the one-line errors a person gets for bad configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from covr_pipelines.cli import main
+
+
+def _covr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "covr_pipelines.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_migrate_then_status_on_a_configured_database(empty_db_url, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", empty_db_url)
+    monkeypatch.setenv("COVR_HOME", str(tmp_path))
+
+    assert main(["db", "migrate"]) == 0
+    assert "applied 7 migration(s)" in capsys.readouterr().out
+    assert main(["db", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "up to date" in out and "applied  0001_create_schemas.sql" in out
+
+
+def test_a_wrong_database_url_is_one_line_naming_the_host(tmp_path):
+    result = _covr("db", "status", env={"DATABASE_URL": "postgresql://covr:pw@127.0.0.1:1/covr",
+                                        "COVR_HOME": str(tmp_path)})
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("covr: cannot connect to PostgreSQL at 127.0.0.1:1/covr:")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_corrupt_covr_home_says_what_to_do(tmp_path):
+    pg = tmp_path / "pg"
+    pg.mkdir()
+    (pg / "garbage").write_text("not a database")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "covr_pipelines.cli", "db", "status"],
+        env={**env, "COVR_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert "is not a PostgreSQL data directory" in result.stderr
+    assert "move it aside or delete it" in result.stderr
+    assert "Traceback" not in result.stderr
