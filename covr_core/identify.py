@@ -1,0 +1,119 @@
+"""Which book a photo shows: combine barcode, OCR text, title match and cover similarity into one answer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# Confidence of each kind of evidence. A checksum-valid EAN-13 that starts 978/979 is near certain;
+# an ISBN read from printed text passed a checksum too but OCR can confuse a digit into another valid one.
+BARCODE_CONFIDENCE = 0.99
+OCR_ISBN_CONFIDENCE = 0.90
+# A title match must be good in absolute terms and clearly ahead of the runner-up. The score weighs
+# title 0.65 and author 0.35, so a cover that shows only its title, read perfectly, scores 0.65:
+# a near-perfect title alone is accepted too.
+TITLE_MATCH_MIN_SCORE = 0.72
+TITLE_ONLY_MIN_TITLE_SCORE = 0.9
+TITLE_ONLY_MIN_SCORE = 0.6
+TITLE_MATCH_MIN_MARGIN = 0.08
+EMBEDDING_IDENTIFY_MIN_SCORE = 0.90
+
+
+@dataclass(frozen=True)
+class Identification:
+    """The answer for one image: a book (or none), how sure, by which source, and everything seen."""
+
+    book_id: str | None
+    isbn13: str | None
+    title: str | None
+    confidence: float
+    source: str | None  # isbn | ocr | embedding, None when nothing identified a book
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def identified(self) -> bool:
+        return self.source is not None
+
+
+def choose_identification(
+    *,
+    barcode_isbn: str | None,
+    ocr_isbns: list[str],
+    books_by_isbn: dict[str, dict],
+    title_candidates: list[Any],
+    embedding_hits: list[Any],
+    ocr_text: str,
+    evidence: dict[str, Any],
+    embedding_min_score: float = EMBEDDING_IDENTIFY_MIN_SCORE,
+) -> Identification:
+    """Pick the strongest identification; evidence of every source is kept whichever wins.
+
+    `books_by_isbn` maps an ISBN to its catalog (or provider) metadata: {"book_id": .. or None, "title": ..}.
+    Title candidates carry `.book_id`, `.title`, `.isbn13`, `.score`; embedding hits `.book_id`, `.score`.
+    """
+    if barcode_isbn:
+        return _by_isbn(barcode_isbn, BARCODE_CONFIDENCE, "barcode", books_by_isbn, ocr_text, evidence)
+
+    # Of several printed ISBNs (a book can list its other editions), prefer one the catalog knows.
+    known = [isbn for isbn in ocr_isbns if books_by_isbn.get(isbn, {}).get("book_id")]
+    if known or ocr_isbns:
+        isbn = (known or ocr_isbns)[0]
+        return _by_isbn(isbn, OCR_ISBN_CONFIDENCE, "ocr_text", books_by_isbn, ocr_text, evidence)
+
+    if title_candidates:
+        best = title_candidates[0]
+        runner_up = title_candidates[1].score if len(title_candidates) > 1 else 0.0
+        evidence["title_match"] = {"best_score": round(best.score, 4), "runner_up_score": round(runner_up, 4)}
+        same_title = len(title_candidates) > 1 and _normalise(title_candidates[1].title) == _normalise(best.title)
+        good = best.score >= TITLE_MATCH_MIN_SCORE or (
+            getattr(best, "title_score", 0.0) >= TITLE_ONLY_MIN_TITLE_SCORE and best.score >= TITLE_ONLY_MIN_SCORE
+        )
+        if good and (best.score - runner_up >= TITLE_MATCH_MIN_MARGIN or same_title):
+            if same_title and not _one_book(title_candidates):
+                # Two editions share the title: OCR cannot tell them apart, only a barcode or ISBN can.
+                evidence["title_match"]["ambiguous_editions"] = True
+            else:
+                return Identification(best.book_id, best.isbn13, best.title, round(best.score, 4), "ocr", evidence)
+
+    if embedding_hits:
+        best_hit = embedding_hits[0]
+        evidence["embedding_best_score"] = round(float(best_hit.score), 4)
+        if best_hit.book_id and best_hit.score >= embedding_min_score:
+            return Identification(
+                str(best_hit.book_id), None, None, round(float(best_hit.score), 4), "embedding", evidence
+            )
+
+    return Identification(None, None, None, 0.0, None, evidence)
+
+
+def _by_isbn(isbn, confidence, read_from, books_by_isbn, ocr_text, evidence) -> Identification:
+    evidence["isbn_from"] = read_from
+    known = books_by_isbn.get(isbn) or {}
+    title = known.get("title") or provisional_title(ocr_text)
+    return Identification(known.get("book_id"), isbn, title, confidence, "isbn", evidence)
+
+
+def _one_book(candidates) -> bool:
+    return len({c.book_id for c in candidates[:2]}) == 1
+
+
+def _normalise(text: str | None) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", (text or "").lower()))
+
+
+_NOT_A_TITLE = re.compile(r"isbn|\d{5,}|price|\$|€|£|www\.|http|\.com|barcode", re.IGNORECASE)
+
+
+def provisional_title(ocr_text: str) -> str | None:
+    """A best guess at the title from OCR text, for books known only by ISBN; marked for review.
+
+    Covers put the title near the top in the largest type; tesseract reads top to bottom, so the
+    first line with a few real words is the most likely title.
+    """
+    for line in (ocr_text or "").splitlines():
+        line = " ".join(line.split())
+        words = re.findall(r"[^\W\d_]{2,}", line)
+        if len(line) >= 3 and words and sum(map(len, words)) >= 4 and not _NOT_A_TITLE.search(line):
+            return line[:200]
+    return None

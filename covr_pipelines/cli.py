@@ -1,0 +1,297 @@
+"""The `covr` command line: database, catalog import and ingest, all on the same code paths as Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from covr_core.db import Database, DatabaseUnavailable, describe_target
+from covr_core.imaging import sniff_format
+from covr_core.ingest import InvalidHandle, ensure_user, normalise_handle
+from covr_core.migrations import MigrationError, migrate, status
+from covr_core.settings import Settings
+
+JSON_KEYS = (
+    "file", "image_id", "status", "reason", "sha256", "phash", "isbn13", "title", "book_id", "copy_id",
+    "decision", "match_reason", "confidence", "source",
+)
+EXT_BY_FORMAT = {"jpeg": "jpg", "png": "png", "webp": "webp", "heif": "heic"}
+UPLOAD_EXTS = {"jpg", "jpeg", "png", "webp", "heic", "heif"}
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="covr: %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    try:
+        settings = Settings()
+        return args.handler(args, settings)
+    except (DatabaseUnavailable, MigrationError, UsageError, InvalidHandle) as exc:
+        print(f"covr: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="covr", description="Covr: photos of books become a shared catalog.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="the system of record").add_subparsers(required=True, metavar="ACTION")
+    db.add_parser("migrate", help="apply pending migrations and rebuild read models").set_defaults(handler=cmd_migrate)
+    db.add_parser("status", help="show the database and each migration's state").set_defaults(handler=cmd_status)
+
+    catalog = sub.add_parser("catalog", help="the local book catalog").add_subparsers(required=True, metavar="ACTION")
+    imp = catalog.add_parser("import", help="import books from JSONL, CSV or a Goodreads library export")
+    imp.add_argument("file", type=Path)
+    imp.set_defaults(handler=cmd_catalog_import)
+
+    ingest = sub.add_parser("ingest", help="upload photos as a user and run the ingest job in-process")
+    ingest.add_argument("--as", dest="user", required=True, metavar="USER", help="the uploader's handle")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    ingest.add_argument("--json", action="store_true", help="one JSON object per line")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    run = sub.add_parser("run", help="the main job: migrate, then ingest every upload not yet ingested")
+    run.set_defaults(handler=cmd_run)
+
+    demo = sub.add_parser("demo", help="a sample catalog and sample photos, ingested through the Dagster job")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def _open(settings: Settings, *, migrate_first: bool = True) -> Database:
+    db = Database.from_settings(settings)
+    if migrate_first:
+        with db.connection() as conn:
+            migrate(conn)
+    return db
+
+
+def _where(db: Database, settings: Settings) -> str:
+    if db.embedded:
+        return f"embedded PostgreSQL in {settings.pg_data_dir.absolute()}"
+    return f"PostgreSQL at {describe_target(db.url)}"
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    db = _open(settings, migrate_first=False)
+    try:
+        with db.connection() as conn:
+            applied = migrate(conn)
+        print(f"{_where(db, settings)}: applied {len(applied)} migration(s)")
+        for name in applied:
+            print(f"  applied {name}")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_status(args, settings: Settings) -> int:
+    db = _open(settings, migrate_first=False)
+    try:
+        with db.connection() as conn:
+            states = status(conn)
+            version = conn.execute("show server_version").fetchone()["server_version"]
+        print(f"{_where(db, settings)} (server {version})")
+        for s in states:
+            when = s.applied_at.isoformat(timespec="seconds") if s.applied_at else ""
+            print(f"  {s.state:8} {s.name} {when}".rstrip())
+        pending = sum(s.state != "applied" for s in states)
+        print("up to date" if not pending else f"{pending} migration(s) not applied: run `covr db migrate`")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_catalog_import(args, settings: Settings) -> int:
+    from covr_core.catalog import RowError, import_books, read_catalog_file
+
+    if not args.file.is_file():
+        raise UsageError(f"catalog file {args.file} does not exist")
+    db = _open(settings)
+    try:
+        records = list(read_catalog_file(args.file))
+        with db.connection() as conn:
+            report = import_books(conn, [r for r in records if not isinstance(r, RowError)])
+        errors = [r for r in records if isinstance(r, RowError)] + list(report.errors)
+        print(f"{args.file}: {report.inserted} inserted, {report.updated} updated, {len(errors)} refused")
+        for error in errors:
+            print(f"  line {error.line}: {error.reason}", file=sys.stderr)
+    finally:
+        db.close()
+    return 0
+
+
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        else:
+            files.append(path)
+    return files
+
+
+def _upload_ext(path: Path, head: bytes) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in UPLOAD_EXTS:
+        return suffix
+    return EXT_BY_FORMAT.get(sniff_format(head) or "", "jpg")
+
+
+def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
+    """Run the same Dagster job the sensor triggers, in this process, one run per batch."""
+    import dagster as dg
+
+    from covr_pipelines.definitions import INGEST_JOB, build_definitions
+    from covr_pipelines.defs.ingestion.sensors import ingest_run_request
+
+    defs = build_definitions(settings.model_copy(update={"database_url": db.url}))
+    job = defs.resolve_job_def(INGEST_JOB)
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    size = settings.ingest_batch_size
+    for start in range(0, len(object_keys), size):
+        request = ingest_run_request(object_keys[start : start + size])
+        run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
+        if not result.success:
+            raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above")
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    handle = normalise_handle(args.user)
+    files = _expand(args.paths)
+    db = _open(settings)
+    try:
+        from covr_pipelines.resources import build_resources
+
+        store = build_resources(settings)["object_store"].store()
+        with db.connection() as conn:
+            user_id = ensure_user(conn, handle)
+        keys: list[str | None] = []
+        for path in files:
+            if not path.is_file():
+                keys.append(None)
+                continue
+            data = path.read_bytes()
+            key = f"uploads/{user_id}/{uuid.uuid4()}.{_upload_ext(path, data[:64])}"
+            store.put(key, data)
+            keys.append(key)
+        if any(keys):
+            _execute(settings, db, [k for k in keys if k])
+        with db.connection() as conn:
+            rows = {r["object_key"]: r for r in conn.execute(_RESULTS_SQL, ([k for k in keys if k],)).fetchall()}
+        for path, key in zip(files, keys):
+            line = _result_line(path, rows.get(key) if key else None, key)
+            print(json.dumps(line) if args.json else _human(line), flush=True)
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_run(args, settings: Settings) -> int:
+    """Migrate, then ingest every upload object that has no media.image row yet."""
+    db = _open(settings)
+    try:
+        from covr_pipelines.resources import build_resources
+
+        store = build_resources(settings)["object_store"].store()
+        with db.connection() as conn:
+            known = {r["object_key"] for r in conn.execute("select object_key from media.image").fetchall()}
+        pending = [o.key for o in sorted(store.list_since("uploads/", None), key=lambda o: (o.last_modified, o.key))
+                   if o.key not in known]
+        print(f"{_where(db, settings)}: schema up to date")
+        print(f"objects in {store.describe()}: {len(pending)} new upload(s)")
+        if pending:
+            _execute(settings, db, pending)
+        with db.connection() as conn:
+            summary = conn.execute(_SUMMARY_SQL).fetchone()
+        print("catalog: {books} books, {copies} copies; images: {accepted} accepted, {rejected} rejected; "
+              "outbox: {events} events".format(**summary))
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    """The main job on generated data: a catalog, members' photos (good, bad, forwarded), and what Covr made of them."""
+    from covr_pipelines.samples import write_demo_files
+
+    demo_dir = settings.home / "demo"
+    print(f"generating a sample catalog and photos in {demo_dir} ...", flush=True)
+    plan = write_demo_files(demo_dir)
+    cmd_catalog_import(argparse.Namespace(file=plan.catalog), settings)
+    for user, paths in plan.uploads:
+        print(f"\n$ covr ingest --as {user} {' '.join(p.name for p in paths)}", flush=True)
+        cmd_ingest(argparse.Namespace(user=user, paths=paths, json=False), settings)
+    print()
+    return cmd_run(argparse.Namespace(), settings)
+
+
+_RESULTS_SQL = """
+select d.object_key, d.image_id, d.status, d.rejection_reason, d.sha256, d.phash, d.isbn13,
+       coalesce(b.title, i.title) as title, d.book_id, d.decision, d.match_reason, d.confidence,
+       d.identification_source, r.copy_id, r.matched_copy_id
+from read_model.ingest_decision d
+left join ingest.identification i on i.image_id = d.image_id
+left join ingest.dedup_result r on r.image_id = d.image_id
+left join catalog.book b on b.book_id = d.book_id
+where d.object_key = any(%s)
+"""
+
+_SUMMARY_SQL = """
+select (select count(*) from catalog.book) as books,
+       (select count(*) from catalog.copy) as copies,
+       (select count(*) from media.image where status = 'accepted') as accepted,
+       (select count(*) from media.image where status = 'rejected') as rejected,
+       (select count(*) from outbox.event) as events
+"""
+
+
+def _result_line(path: Path, row: dict | None, key: str | None) -> dict:
+    line = dict.fromkeys(JSON_KEYS)
+    line["file"] = str(path)
+    if row is None:
+        line["status"] = "rejected"
+        line["reason"] = f"file {path} does not exist or is not a regular file" if key is None else (
+            f"upload {key} was not ingested; see the run's logs")
+        return line
+    line.update(
+        image_id=str(row["image_id"]),
+        status=row["status"],
+        reason=row["rejection_reason"],
+        sha256=row["sha256"],
+        phash=row["phash"],
+        isbn13=row["isbn13"],
+        title=row["title"],
+        book_id=str(row["book_id"]) if row["book_id"] else None,
+        copy_id=str(row["copy_id"] or row["matched_copy_id"]) if (row["copy_id"] or row["matched_copy_id"]) else None,
+        decision=row["decision"],
+        match_reason=row["match_reason"],
+        confidence=round(float(row["confidence"]), 4) if row["confidence"] is not None else None,
+        source=row["identification_source"],
+    )
+    return line
+
+
+def _human(line: dict) -> str:
+    if line["status"] == "rejected":
+        return f"{line['file']}: rejected: {line['reason']}"
+    what = f"{line['title']!r}" if line["title"] else "no book identified"
+    isbn = f" (ISBN {line['isbn13']})" if line["isbn13"] else ""
+    via = f" via {line['source']}" if line["source"] else ""
+    return f"{line['file']}: {line['decision'] or 'accepted'}: {what}{isbn}{via} [{line['match_reason'] or '-'}]"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

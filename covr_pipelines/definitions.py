@@ -1,0 +1,36 @@
+"""The one Dagster Definitions object of Covr; workspace.yaml points here."""
+
+
+import dagster as dg
+
+from covr_core.settings import Settings
+from covr_pipelines.defs.dedup.assets import dedup_decisions, every_accepted_image_decided
+from covr_pipelines.defs.identification.assets import book_identifications
+from covr_pipelines.defs.ingestion.assets import every_object_recorded, uploaded_images
+from covr_pipelines.defs.ingestion.sensors import build_upload_sensor
+from covr_pipelines.defs.vectors.assets import cover_vectors
+from covr_pipelines.resources import build_resources
+
+INGEST_JOB = "ingest_job"
+
+ingest_job = dg.define_asset_job(
+    INGEST_JOB,
+    selection=dg.AssetSelection.assets(uploaded_images, book_identifications, dedup_decisions, cover_vectors),
+    description="Photos in object storage become identified books, copies and cover vectors.",
+)
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[uploaded_images, book_identifications, dedup_decisions, cover_vectors],
+        asset_checks=[every_object_recorded, every_accepted_image_decided],
+        jobs=[ingest_job],
+        sensors=[build_upload_sensor(ingest_job, batch_size=settings.ingest_batch_size)],
+        resources=build_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Settings are read here, when Dagster loads the code location, never at import time."""
+    return build_definitions(Settings())

@@ -1,0 +1,180 @@
+"""Which book each accepted photo shows: ISBN barcode, OCR text, title match and cover similarity."""
+
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from covr_core.identify import choose_identification
+from covr_core.imaging import load_for_recognition, normalized_jpeg
+from covr_core.ingest import batch_images, books_by_isbns, record_identification
+from covr_core.isbn import find_isbns_in_text
+from covr_core.ocr import ocr_for_identification
+from covr_core.storage import derived_key
+from covr_core.title_match import match_title
+from covr_core.vectors import CoverPoint, PgVectorStore
+from covr_pipelines.resources import (
+    BarcodeResource,
+    EmbedderResource,
+    IngestPolicyResource,
+    MetadataProviderResource,
+    ObjectStoreResource,
+    OcrResource,
+    PostgresResource,
+    VectorStoreResource,
+)
+
+GROUP = "identification"
+# Images decoded at once: bounds memory (a half-resolution RGB decode of 12 MP is ~9 MB).
+CHUNK = 16
+
+
+@dataclass
+class Seen:
+    """What the recognisers read from one photo, before the catalog is consulted."""
+
+    image: dict
+    barcode_isbn: str | None = None
+    barcode: dict = field(default_factory=dict)
+    ocr_text: str = ""
+    ocr: dict = field(default_factory=dict)
+    rgb: object | None = None
+    timings_ms: dict = field(default_factory=dict)
+
+
+def _read(image: dict, store, ocr: OcrResource, barcode: BarcodeResource, keep_rgb: bool, is_known) -> Seen:
+    """Decode once at recognition scale; share it between the derivative, barcode, OCR and CLIP."""
+    seen = Seen(image=image)
+    t0 = time.perf_counter()
+    data = store.get(image["object_key"])
+    rgb = load_for_recognition(data, mode="RGB")
+    gray = rgb.convert("L")
+    store.put(derived_key(image["object_key"], "normalized"), normalized_jpeg(rgb), content_type="image/jpeg")
+    t1 = time.perf_counter()
+    result = barcode.read(gray)
+    seen.barcode_isbn = result.isbn13
+    seen.barcode = {"codes": result.codes, "attempts": len(result.attempts)}
+    t2 = time.perf_counter()
+    # OCR is the dearest stage; a barcode the catalog knows leaves it nothing to add. An unknown
+    # ISBN still needs it, for a provisional title.
+    if seen.barcode_isbn and is_known(seen.barcode_isbn):
+        seen.ocr = {"skipped": "barcode ISBN found in the catalog"}
+    else:
+        text = ocr_for_identification(ocr.get_engine(), gray)
+        seen.ocr_text = text.text
+        seen.ocr = {"excerpt": text.text[:400], "mean_confidence": text.mean_confidence}
+    t3 = time.perf_counter()
+    seen.rgb = rgb if keep_rgb else None
+    seen.timings_ms = {"decode": round((t1 - t0) * 1e3, 1), "barcode": round((t2 - t1) * 1e3, 1),
+                       "ocr": round((t3 - t2) * 1e3, 1)}
+    return seen
+
+
+@dg.asset(group_name=GROUP, kinds={"python", "postgres", "tesseract"}, deps=["uploaded_images"])
+def book_identifications(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    object_store: ObjectStoreResource,
+    ocr: OcrResource,
+    barcode: BarcodeResource,
+    metadata_provider: MetadataProviderResource,
+    embedder: EmbedderResource,
+    vectors: VectorStoreResource,
+    policy: IngestPolicyResource,
+) -> dg.MaterializeResult:
+    """Identify the book in each accepted photo and store the evidence, with a BookIdentified event."""
+    store = object_store.store()
+    model = embedder.get_embedder()
+    if model is None:
+        context.log.warning(f"cover embeddings off: {embedder.disabled_reason}")
+    vector_store = vectors.get_store(postgres) if model is not None else None
+    by_source = {"isbn": 0, "ocr": 0, "embedding": 0, "none": 0}
+    stage_ms = {"decode": 0.0, "barcode": 0.0, "ocr": 0.0, "embed": 0.0}
+
+    with postgres.connection() as conn:
+        images = batch_images(conn, context.run_id, missing="identification")
+        openlibrary = metadata_provider.openlibrary(postgres.connection)
+
+        def is_known(isbn: str) -> bool:
+            with postgres.connection() as own:  # called from worker threads: a connection each
+                return bool(books_by_isbns(own, [isbn]))
+        with ThreadPoolExecutor(max_workers=policy.workers) as pool:
+            for start in range(0, len(images), CHUNK):
+                chunk = images[start : start + CHUNK]
+                seen = list(pool.map(lambda im: _read(im, store, ocr, barcode, model is not None, is_known), chunk))
+                vectors_by_image = {}
+                if model is not None:
+                    t0 = time.perf_counter()
+                    embedded = model.embed([s.rgb for s in seen])
+                    stage_ms["embed"] += (time.perf_counter() - t0) * 1e3
+                    points = [
+                        CoverPoint(image_id=str(s.image["image_id"]), vector=vec, copy_id=None, book_id=None,
+                                   kind=s.image["kind"], sha256=s.image["sha256"], model=model.model_id)
+                        for s, vec in zip(seen, embedded)
+                    ]
+                    # Postgres keeps every embedding (the system of record); Qdrant is synced from it.
+                    PgVectorStore(postgres.connection).upsert(points)
+                    vectors_by_image = {p.image_id: p.vector for p in points}
+                for s in seen:
+                    s.rgb = None
+                    for k, v in s.timings_ms.items():
+                        stage_ms[k] += v
+                    ident = _identify(conn, s, openlibrary, vector_store, vectors_by_image, policy)
+                    record_identification(conn, str(s.image["image_id"]), context.run_id, ident)
+                    by_source[ident.source or "none"] += 1
+                    context.log.info(
+                        f"image {s.image['image_id']} ({s.image['object_key']}): "
+                        + (f"{ident.source} -> isbn {ident.isbn13}, {ident.title!r}, confidence {ident.confidence}"
+                           if ident.source else "no book identified")
+                    )
+
+    n = max(1, sum(by_source.values()))
+    return dg.MaterializeResult(
+        metadata={
+            "identified": sum(by_source.values()) - by_source["none"],
+            **{f"by_{k}": v for k, v in by_source.items()},
+            **{f"ms_per_image_{k}": round(v / n, 1) for k, v in stage_ms.items()},
+            "embeddings": "on" if model is not None else f"off: {embedder.disabled_reason}",
+        }
+    )
+
+
+def _identify(conn, seen: Seen, openlibrary, vector_store, vectors_by_image, policy):
+    image_id = str(seen.image["image_id"])
+    ocr_isbns = find_isbns_in_text(seen.ocr_text)
+    isbns = [i for i in [seen.barcode_isbn, *ocr_isbns] if i]
+    known = books_by_isbns(conn, isbns)
+    metadata = None
+    evidence = {"barcode": seen.barcode, "ocr": seen.ocr, "ocr_isbns": ocr_isbns, "timings_ms": seen.timings_ms}
+    lead_isbn = seen.barcode_isbn or (ocr_isbns[0] if ocr_isbns else None)
+    if lead_isbn and lead_isbn not in known and openlibrary is not None:
+        record = openlibrary.lookup(lead_isbn)
+        if record is not None:
+            metadata = {"provider": "openlibrary", **record.model_dump()}
+            known[lead_isbn] = {"book_id": None, "title": record.title}
+    if metadata:
+        evidence["metadata"] = metadata
+    candidates = []
+    if not isbns and seen.ocr_text.strip():
+        candidates = match_title(conn, seen.ocr_text, limit=5)
+        evidence["title_candidates"] = [
+            {"book_id": str(c.book_id), "title": c.title, "score": round(c.score, 4)} for c in candidates
+        ]
+    hits = []
+    if vector_store is not None and image_id in vectors_by_image:
+        hits = vector_store.search(vectors_by_image[image_id], limit=5, exclude_image_ids=[image_id])
+        evidence["embedding_candidates"] = [
+            {"image_id": h.image_id, "book_id": h.book_id, "score": round(h.score, 4)} for h in hits
+        ]
+    return choose_identification(
+        barcode_isbn=seen.barcode_isbn,
+        ocr_isbns=ocr_isbns,
+        books_by_isbn=known,
+        title_candidates=candidates,
+        embedding_hits=hits,
+        ocr_text=seen.ocr_text,
+        evidence=evidence,
+        embedding_min_score=policy.embedding_identify,
+    )

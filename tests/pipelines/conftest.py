@@ -1,0 +1,62 @@
+"""Pipeline fixtures: real resources over the test's own database and object folder."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from covr_core.catalog import import_books, read_catalog_file
+from covr_core.ingest import ensure_user
+from covr_pipelines.resources import build_resources
+from tests.photos import jpeg_bytes, photograph, render_cover, valid_isbn13
+
+BOOKS = [
+    ("The Quiet Orchard", "Maria Lindqvist"),
+    ("Rivers of Salt", "Tomas Ferreira"),
+    ("A Grammar of Stars", "Helen Okafor"),
+    ("Winter Ledger", "Samuel Adeyemi"),
+    ("The Glass Cartographer", "Ines Moreau"),
+]
+
+
+@pytest.fixture
+def catalog(conn, tmp_path):
+    """Five books in the local catalog, imported the way an operator would."""
+    books = [{"isbn13": valid_isbn13(i + 100), "title": t, "authors": [a], "published_year": 2001 + i,
+              "language": "en", "tags": ["fiction"]} for i, (t, a) in enumerate(BOOKS)]
+    path = tmp_path / "catalog.jsonl"
+    path.write_text("".join(json.dumps(b) + "\n" for b in books))
+    import_books(conn, list(read_catalog_file(path)))
+    conn.commit()
+    return books
+
+
+@pytest.fixture
+def resources(settings):
+    return build_resources(settings)
+
+
+@pytest.fixture
+def store(resources):
+    return resources["object_store"].store()
+
+
+@pytest.fixture
+def user(conn):
+    def make(handle: str) -> str:
+        return ensure_user(conn, handle)
+
+    return make
+
+
+def upload(store, user_id: str, data: bytes, ext: str = "jpg") -> str:
+    key = f"uploads/{user_id}/{uuid.uuid4()}.{ext}"
+    store.put(key, data)
+    return key
+
+
+def cover_photo(book: dict, *, seed: int = 0, size=(1600, 1200), barcode: bool = True, **kw) -> bytes:
+    cover = render_cover(book["title"], book["authors"][0], book["isbn13"], seed=seed, style=seed, barcode=barcode)
+    return jpeg_bytes(photograph(cover, size=size, seed=seed, **kw))

@@ -1,0 +1,62 @@
+"""Cover embeddings inside the ingest job: stored per image, linked to the decided copy, synced to Qdrant."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from qdrant_client import QdrantClient
+
+from covr_core.settings import Settings
+from covr_core.vectors import QdrantVectorStore
+from covr_pipelines.defs.ingestion.sensors import ingest_run_request
+from covr_pipelines.defs.vectors.assets import sync_vectors
+from covr_pipelines.resources import VectorStoreResource, build_resources
+from tests.pipelines.conftest import cover_photo, upload
+from tests.pipelines.test_ingest_assets import ASSETS
+
+
+@pytest.fixture(scope="module")
+def clip_settings_kw():
+    return {"clip_allow_random": True, "clip_quantize": False}
+
+
+def test_embeddings_are_stored_and_linked_to_copies(conn, catalog, tmp_path, db_url, user, clip_settings_kw):
+    settings = Settings(home=tmp_path / "covr", database_url=db_url, **clip_settings_kw)
+    resources = build_resources(settings)
+    store = resources["object_store"].store()
+    gina = user("gina")
+    keys = [upload(store, gina, cover_photo(catalog[0], seed=21, size=(2400, 1800))),
+            upload(store, gina, cover_photo(catalog[3], seed=22, size=(2400, 1800)))]
+
+    result = dg.materialize(ASSETS, resources=resources, run_config=ingest_run_request(keys).run_config)
+
+    assert result.success
+    rows = conn.execute(
+        """
+        select e.model, e.copy_id, i.copy_id as image_copy_id, vector_dims(e.embedding) as dims
+        from media.cover_embedding e join media.image i using (image_id)
+        """
+    ).fetchall()
+    assert len(rows) == 2
+    assert all(r["dims"] == 512 and r["model"].endswith("random-init") for r in rows)
+    assert all(r["copy_id"] is not None and r["copy_id"] == r["image_copy_id"] for r in rows)
+    metadata = result.asset_materializations_for_node("book_identifications")[0].metadata
+    assert metadata["embeddings"].value == "on"
+
+    # The Qdrant read model is rebuilt from Postgres; qdrant-client's local mode stands in for the server.
+    client = QdrantClient(location=":memory:")
+    qdrant = QdrantVectorStore(client)
+
+    class LocalQdrant(VectorStoreResource):
+        def get_store(self, postgres):
+            return qdrant
+
+    summary = sync_vectors(dg.build_op_context(), resources["postgres"], LocalQdrant(), run_id=None)
+    assert (summary["synced"], summary["points"]) == (2, 2)
+    hit = qdrant.search(qdrant_vector(conn), limit=1)[0]
+    assert hit.copy_id is not None and hit.book_id is not None
+
+
+def qdrant_vector(conn):
+    text = conn.execute("select embedding::text as v from media.cover_embedding limit 1").fetchone()["v"]
+    return [float(x) for x in text.strip("[]").split(",")]

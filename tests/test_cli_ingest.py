@@ -1,0 +1,125 @@
+"""`covr ingest --json` end to end: one line per file, and one scenario for each rule of the dedup table."""
+
+from __future__ import annotations
+
+import json
+from io import BytesIO
+
+import pytest
+from PIL import Image
+
+from covr_pipelines.cli import JSON_KEYS, main
+from tests.photos import jpeg_bytes, photograph, render_cover, valid_isbn13
+
+EDITION_1 = {"isbn13": valid_isbn13(201), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}
+EDITION_2 = {"isbn13": valid_isbn13(202), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}
+ORCHARD = {"isbn13": valid_isbn13(203), "title": "The Quiet Orchard", "authors": ["Maria Lindqvist"]}
+UNKNOWN = {"isbn13": valid_isbn13(204), "title": "Lanterns Over Harbour", "authors": ["Nadia Haddad"]}
+BIG = (2400, 1800)
+
+
+@pytest.fixture
+def covr(db_url, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("COVR_HOME", str(tmp_path / "home"))
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(b) + "\n" for b in (EDITION_1, EDITION_2, ORCHARD)))
+    assert main(["catalog", "import", str(catalog)]) == 0
+    capsys.readouterr()
+
+    def ingest(user: str, *paths) -> list[dict]:
+        assert main(["ingest", "--as", user, *map(str, paths), "--json"]) == 0
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    return ingest
+
+
+def _photo(tmp_path, name, book, *, seed, background=(150, 110, 75), angle=3.0, style=None) -> str:
+    cover = render_cover(book["title"], book["authors"][0], book["isbn13"], seed=seed,
+                         style=seed if style is None else style)
+    path = tmp_path / f"{name}.jpg"
+    path.write_bytes(jpeg_bytes(photograph(cover, size=BIG, seed=seed, background=background, angle=angle)))
+    return path
+
+
+def test_json_lines_have_exactly_the_contract_keys_in_input_order(covr, tmp_path):
+    good = _photo(tmp_path, "good", ORCHARD, seed=1)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+
+    lines = covr("alice", text, good)
+
+    assert [tuple(line) for line in lines] == [JSON_KEYS, JSON_KEYS]
+    assert [line["file"] for line in lines] == [str(text), str(good)]
+    assert lines[0]["status"] == "rejected" and "not an accepted image format" in lines[0]["reason"]
+    assert lines[1]["status"] == "accepted" and lines[1]["reason"] is None
+    assert (lines[1]["isbn13"], lines[1]["title"], lines[1]["source"]) == (ORCHARD["isbn13"], ORCHARD["title"], "isbn")
+    assert isinstance(lines[1]["phash"], int) and len(lines[1]["sha256"]) == 64
+
+
+def test_each_dedup_rule_from_real_photos(covr, tmp_path, conn):
+    # Rule 6: a known book, and alice holds no copy yet.
+    first = covr("alice", _photo(tmp_path, "alice1", ORCHARD, seed=1))[0]
+    assert (first["decision"], first["match_reason"], first["source"]) == ("new_copy", "none", "isbn")
+    alices_copy = first["copy_id"]
+    assert alices_copy and first["book_id"]
+
+    # Rule 1: the same bytes again.
+    again = covr("alice", tmp_path / "alice1.jpg")[0]
+    assert (again["decision"], again["match_reason"]) == ("ignore", "exact_hash")
+
+    # Rule 4 (or 2, when the framing happens to agree): a new photo of alice's own copy.
+    retake = covr("alice", _photo(tmp_path, "alice2", ORCHARD, seed=2, background=(90, 90, 100), angle=-4))[0]
+    assert retake["decision"] == "existing_copy" and retake["copy_id"] == alices_copy
+
+    # Rule 6 for another member's own copy of the same edition.
+    bobs = covr("bob", _photo(tmp_path, "bob1", ORCHARD, seed=3, background=(60, 120, 70), angle=6))[0]
+    assert bobs["decision"] == "new_copy" and bobs["copy_id"] != alices_copy
+    assert bobs["book_id"] == first["book_id"]
+
+    # Rule 3: bob's photo, forwarded to carol: downscaled and re-encoded.
+    forwarded = tmp_path / "forwarded.jpg"
+    with Image.open(tmp_path / "bob1.jpg") as original:
+        small = original.resize((1200, 900))
+    buf = BytesIO()
+    small.save(buf, "JPEG", quality=70)
+    forwarded.write_bytes(buf.getvalue())
+    suspect = covr("carol", forwarded)[0]
+    assert (suspect["decision"], suspect["match_reason"], suspect["copy_id"]) == (
+        "exchange_suspected", "phash_match", bobs["copy_id"])
+    pending = conn.execute("select status, holder_id::text from exchange.suspected_exchange").fetchall()
+    assert [p["status"] for p in pending] == ["pending"]
+
+    # Two editions of one title, told apart by their barcodes.
+    e1, e2 = covr("dave", _photo(tmp_path, "ed1", EDITION_1, seed=4, background=(170, 160, 140)),
+                  _photo(tmp_path, "ed2", EDITION_2, seed=5, background=(40, 40, 60), angle=-2))
+    assert (e1["isbn13"], e2["isbn13"]) == (EDITION_1["isbn13"], EDITION_2["isbn13"])
+    assert e1["book_id"] != e2["book_id"] and e1["decision"] == e2["decision"] == "new_copy"
+
+    # Rule 5: erin's request for alice's copy was accepted; erin's photo of that book suggests the hand-over.
+    erin = conn.execute("insert into contact.user (handle, display_name) values ('erin', 'Erin') "
+                        "returning user_id").fetchone()["user_id"]
+    alice = conn.execute("select user_id from contact.user where handle = 'alice'").fetchone()["user_id"]
+    conn.execute("insert into exchange.request (copy_id, requester_id, holder_id, status) values (%s, %s, %s, "
+                 "'accepted')", (alices_copy, erin, alice))
+    conn.commit()
+    handed = covr("erin", _photo(tmp_path, "erin1", ORCHARD, seed=6, background=(200, 200, 205), angle=-5))[0]
+    assert (handed["decision"], handed["copy_id"]) == ("exchange_suspected", alices_copy)
+
+    # Rule 7: a valid ISBN the catalog does not know: a new book with provisional metadata.
+    new = covr("frank", _photo(tmp_path, "unknown", UNKNOWN, seed=7))[0]
+    assert (new["decision"], new["isbn13"], new["source"]) == ("new_book", UNKNOWN["isbn13"], "isbn")
+    book = conn.execute("select metadata_source, needs_review, title from catalog.book where isbn13 = %s",
+                        (UNKNOWN["isbn13"],)).fetchone()
+    assert (book["metadata_source"], book["needs_review"]) == ("ocr", True)
+
+    # Rule 8: no book at all.
+    empty = tmp_path / "wall.jpg"
+    empty.write_bytes(jpeg_bytes(photograph(Image.new("RGB", (1000, 1500), (40, 90, 160)), size=BIG, seed=9)))
+    nothing = covr("frank", empty)[0]
+    assert (nothing["decision"], nothing["match_reason"], nothing["book_id"]) == ("ignore", "none", None)
+
+    events = {r["type"]: r["n"] for r in conn.execute(
+        "select type, count(*) as n from outbox.event group by type").fetchall()}
+    accepted = conn.execute("select count(*) as n from media.image where status = 'accepted'").fetchone()["n"]
+    assert events["ImageUploaded"] == events["DedupResolved"] == accepted
