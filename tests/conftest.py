@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -53,26 +54,31 @@ def template_db(admin_url) -> str:
     return TEMPLATE
 
 
+@contextmanager
+def scratch_database(admin_url: str, prefix: str, template: str | None = None):
+    """A database of its own for a test or a module, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"create database {name}" + (f" template {template}" if template else ""))
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"drop database if exists {name} with (force)")
+
+
 @pytest.fixture
 def empty_db_url(admin_url) -> str:
     """A brand-new database with nothing applied."""
-    name = f"covr_empty_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name}")
-    yield _with_database(admin_url, name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)")
+    with scratch_database(admin_url, "covr_empty") as url:
+        yield url
 
 
 @pytest.fixture
 def db_url(admin_url, template_db) -> str:
     """A migrated database of this test's own."""
-    name = f"covr_test_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template_db}")
-    yield _with_database(admin_url, name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)")
+    with scratch_database(admin_url, "covr_test", template_db) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from covr_core.title_match import CANDIDATES_SQL, match_title, prefix_terms, query_terms
+from tests.conftest import scratch_database
 
 REAL_BOOKS = [
     ("The Great Gatsby", ["F. Scott Fitzgerald"]),
@@ -59,15 +58,10 @@ COVERS = {
 @pytest.fixture(scope="module")
 def catalog_url(admin_url, template_db):
     """One migrated database with the books, shared by this module's tests: they only read it."""
-    name = f"covr_title_match_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"create database {name} template {template_db}")
-    url = make_conninfo(admin_url, dbname=name)
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        cur.executemany("insert into catalog.book (title, authors) values (%s, %s)", _books())
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"drop database if exists {name} with (force)")
+    with scratch_database(admin_url, "covr_title_match", template_db) as url:
+        with psycopg.connect(url) as conn, conn.cursor() as cur:
+            cur.executemany("insert into catalog.book (title, authors) values (%s, %s)", _books())
+        yield url
 
 
 @pytest.fixture
