@@ -46,6 +46,7 @@ def choose_identification(
     ocr_text: str,
     evidence: dict[str, Any],
     embedding_min_score: float = EMBEDDING_IDENTIFY_MIN_SCORE,
+    ocr_lines=(),
 ) -> Identification:
     """Pick the strongest identification; evidence of every source is kept whichever wins.
 
@@ -53,28 +54,30 @@ def choose_identification(
     Title candidates carry `.book_id`, `.title`, `.isbn13`, `.score`; embedding hits `.book_id`, `.score`.
     """
     if barcode_isbn:
-        return _by_isbn(barcode_isbn, BARCODE_CONFIDENCE, "barcode", books_by_isbn, ocr_text, evidence)
+        # The printed number and the bars under it are one ISBN. When they disagree, the bars were
+        # misread (a blurred EAN-13 can decode to another checksum-valid code) or the print was: the
+        # one the catalog knows is the likelier truth.
+        printed_known = [i for i in ocr_isbns if i != barcode_isbn and books_by_isbn.get(i, {}).get("book_id")]
+        if barcode_isbn not in books_by_isbn and printed_known:
+            evidence["barcode_disagrees_with_print"] = barcode_isbn
+            return _by_isbn(printed_known[0], OCR_ISBN_CONFIDENCE, "ocr_text", books_by_isbn, ocr_text, ocr_lines,
+                            evidence)
+        return _by_isbn(barcode_isbn, BARCODE_CONFIDENCE, "barcode", books_by_isbn, ocr_text, ocr_lines, evidence)
 
-    # Of several printed ISBNs (a book can list its other editions), prefer one the catalog knows.
-    known = [isbn for isbn in ocr_isbns if books_by_isbn.get(isbn, {}).get("book_id")]
-    if known or ocr_isbns:
-        isbn = (known or ocr_isbns)[0]
-        return _by_isbn(isbn, OCR_ISBN_CONFIDENCE, "ocr_text", books_by_isbn, ocr_text, evidence)
+    # Of several printed ISBNs (a book can list its other editions), prefer one the catalog or a provider knows.
+    confirmed = [isbn for isbn in ocr_isbns if isbn in books_by_isbn]
+    if confirmed:
+        return _by_isbn(confirmed[0], OCR_ISBN_CONFIDENCE, "ocr_text", books_by_isbn, ocr_text, ocr_lines, evidence)
 
-    if title_candidates:
-        best = title_candidates[0]
-        runner_up = title_candidates[1].score if len(title_candidates) > 1 else 0.0
-        evidence["title_match"] = {"best_score": round(best.score, 4), "runner_up_score": round(runner_up, 4)}
-        same_title = len(title_candidates) > 1 and _normalise(title_candidates[1].title) == _normalise(best.title)
-        good = best.score >= TITLE_MATCH_MIN_SCORE or (
-            getattr(best, "title_score", 0.0) >= TITLE_ONLY_MIN_TITLE_SCORE and best.score >= TITLE_ONLY_MIN_SCORE
-        )
-        if good and (best.score - runner_up >= TITLE_MATCH_MIN_MARGIN or same_title):
-            if same_title and not _one_book(title_candidates):
-                # Two editions share the title: OCR cannot tell them apart, only a barcode or ISBN can.
-                evidence["title_match"]["ambiguous_editions"] = True
-            else:
-                return Identification(best.book_id, best.isbn13, best.title, round(best.score, 4), "ocr", evidence)
+    # An unconfirmed printed ISBN can be a misread that still passes the checksum (two wrong digits do,
+    # one time in ten): a convincing title match of a catalogued book outranks it.
+    by_title = _by_title(title_candidates, evidence)
+    if by_title is not None:
+        if ocr_isbns:
+            evidence["unconfirmed_ocr_isbns"] = ocr_isbns
+        return by_title
+    if ocr_isbns:
+        return _by_isbn(ocr_isbns[0], OCR_ISBN_CONFIDENCE, "ocr_text", books_by_isbn, ocr_text, ocr_lines, evidence)
 
     if embedding_hits:
         best_hit = embedding_hits[0]
@@ -87,10 +90,29 @@ def choose_identification(
     return Identification(None, None, None, 0.0, None, evidence)
 
 
-def _by_isbn(isbn, confidence, read_from, books_by_isbn, ocr_text, evidence) -> Identification:
+def _by_title(title_candidates, evidence) -> Identification | None:
+    if not title_candidates:
+        return None
+    best = title_candidates[0]
+    runner_up = title_candidates[1].score if len(title_candidates) > 1 else 0.0
+    evidence["title_match"] = {"best_score": round(best.score, 4), "runner_up_score": round(runner_up, 4)}
+    same_title = len(title_candidates) > 1 and _normalise(title_candidates[1].title) == _normalise(best.title)
+    good = best.score >= TITLE_MATCH_MIN_SCORE or (
+        getattr(best, "title_score", 0.0) >= TITLE_ONLY_MIN_TITLE_SCORE and best.score >= TITLE_ONLY_MIN_SCORE
+    )
+    if not good or not (best.score - runner_up >= TITLE_MATCH_MIN_MARGIN or same_title):
+        return None
+    if same_title and not _one_book(title_candidates):
+        # Two editions share the title: OCR cannot tell them apart, only a barcode or ISBN can.
+        evidence["title_match"]["ambiguous_editions"] = True
+        return None
+    return Identification(best.book_id, best.isbn13, best.title, round(best.score, 4), "ocr", evidence)
+
+
+def _by_isbn(isbn, confidence, read_from, books_by_isbn, ocr_text, ocr_lines, evidence) -> Identification:
     evidence["isbn_from"] = read_from
     known = books_by_isbn.get(isbn) or {}
-    title = known.get("title") or provisional_title(ocr_text)
+    title = known.get("title") or provisional_title(ocr_text, ocr_lines)
     return Identification(known.get("book_id"), isbn, title, confidence, "isbn", evidence)
 
 
@@ -103,17 +125,36 @@ def _normalise(text: str | None) -> str:
 
 
 _NOT_A_TITLE = re.compile(r"isbn|\d{5,}|price|\$|€|£|www\.|http|\.com|barcode", re.IGNORECASE)
+TITLE_LINE_MIN_CONFIDENCE = 60.0
+# Lines of a title share its type size; a subtitle or an author line is markedly smaller.
+TITLE_LINE_HEIGHT_RATIO = 0.75
 
 
-def provisional_title(ocr_text: str) -> str | None:
-    """A best guess at the title from OCR text, for books known only by ISBN; marked for review.
+def _wordlike(line: str) -> bool:
+    words = re.findall(r"[^\W\d_]{2,}", line)
+    return len(line) >= 3 and bool(words) and sum(map(len, words)) >= 4 and not _NOT_A_TITLE.search(line)
 
-    Covers put the title near the top in the largest type; tesseract reads top to bottom, so the
-    first line with a few real words is the most likely title.
+
+def provisional_title(ocr_text: str, lines=()) -> str | None:
+    """A best guess at the title from OCR, for books known only by ISBN; such books are marked for review.
+
+    With line geometry (`OcrLine`s), the title is the tallest confident line, joined with the lines
+    next to it in the same type size, since titles wrap. Without it, the first word-like line:
+    tesseract reads top to bottom and covers put the title near the top.
     """
-    for line in (ocr_text or "").splitlines():
-        line = " ".join(line.split())
-        words = re.findall(r"[^\W\d_]{2,}", line)
-        if len(line) >= 3 and words and sum(map(len, words)) >= 4 and not _NOT_A_TITLE.search(line):
+    good = [line for line in lines if line.confidence >= TITLE_LINE_MIN_CONFIDENCE and _wordlike(line.text)]
+    if good:
+        tallest = max(range(len(good)), key=lambda i: good[i].height)
+        floor = good[tallest].height * TITLE_LINE_HEIGHT_RATIO
+        start = tallest
+        while start > 0 and good[start - 1].height >= floor and good[start - 1].text != good[tallest].text:
+            start -= 1
+        end = tallest + 1
+        while end < len(good) and good[end].height >= floor and good[end].text != good[start].text:
+            end += 1
+        return " ".join(" ".join(line.text.split()) for line in good[start:end])[:200]
+    for raw in (ocr_text or "").splitlines():
+        line = " ".join(raw.split())
+        if _wordlike(line):
             return line[:200]
     return None

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from covr_pipelines.cli import JSON_KEYS, main
-from tests.photos import jpeg_bytes, photograph, render_cover, valid_isbn13
+from covr_pipelines.samples import jpeg_bytes, photograph, render_cover, valid_isbn13
 
 EDITION_1 = {"isbn13": valid_isbn13(201), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}
 EDITION_2 = {"isbn13": valid_isbn13(202), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}
@@ -111,7 +111,8 @@ def test_each_dedup_rule_from_real_photos(covr, tmp_path, conn):
     assert (new["decision"], new["isbn13"], new["source"]) == ("new_book", UNKNOWN["isbn13"], "isbn")
     book = conn.execute("select metadata_source, needs_review, title from catalog.book where isbn13 = %s",
                         (UNKNOWN["isbn13"],)).fetchone()
-    assert (book["metadata_source"], book["needs_review"]) == ("ocr", True)
+    assert (book["metadata_source"], book["needs_review"], book["title"]) == ("ocr", True, UNKNOWN["title"])
+    assert new["title"] == UNKNOWN["title"]
 
     # Rule 8: no book at all.
     empty = tmp_path / "wall.jpg"

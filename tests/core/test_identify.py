@@ -77,3 +77,36 @@ def test_cover_similarity_is_the_last_resort():
 def test_provisional_title_skips_isbn_and_price_lines():
     assert provisional_title("ISBN 9780306406157\n$24.99\nA Grammar of Stars\nHelen Okafor") == "A Grammar of Stars"
     assert provisional_title("9780306406157\n12\n") is None
+
+
+def test_provisional_title_is_the_tallest_confident_lines_joined():
+    from covr_core.ocr import OcrLine
+
+    lines = (
+        OcrLine("ll 'i see io", 25.0, 0.07),  # background texture read as text
+        OcrLine("Small Hours", 94.0, 0.034),
+        OcrLine("in Lisbon", 96.0, 0.032),
+        OcrLine("Joaquim Reis", 93.0, 0.018),
+        OcrLine("ISBN 978-6-150-55199-9", 80.0, 0.01),
+    )
+    assert provisional_title("", lines) == "Small Hours in Lisbon"
+
+
+def test_an_unconfirmed_printed_isbn_loses_to_a_clear_title_match():
+    # Two misread digits can still pass the ISBN checksum.
+    title = [Candidate("b1", "Winter Ledger", "9783347966222", 0.9, title_score=1.0)]
+    ident = choose(ocr_isbns=["9783347066212"], title_candidates=title)
+    assert (ident.source, ident.book_id, ident.isbn13) == ("ocr", "b1", "9783347966222")
+    assert ident.evidence["unconfirmed_ocr_isbns"] == ["9783347066212"]
+    alone = choose(ocr_isbns=["9783347066212"])
+    assert (alone.source, alone.isbn13, alone.book_id) == ("isbn", "9783347066212", None)
+
+
+def test_a_barcode_the_catalog_does_not_know_loses_to_the_printed_isbn_it_does():
+    known = {"9783347966222": {"book_id": "b1", "title": "Winter Ledger"}}
+    ident = choose(barcode_isbn="9783347066212", ocr_isbns=["9783347966222"], books_by_isbn=known)
+    assert (ident.isbn13, ident.book_id) == ("9783347966222", "b1")
+    assert ident.evidence["barcode_disagrees_with_print"] == "9783347066212"
+    both_known = {**known, "9783347066212": {"book_id": "b2", "title": "Winter Ledger (2nd ed.)"}}
+    ident = choose(barcode_isbn="9783347066212", ocr_isbns=["9783347966222"], books_by_isbn=both_known)
+    assert ident.book_id == "b2"

@@ -23,7 +23,7 @@ from covr_core.ocr import (
     make_ocr_engine,
     ocr_for_identification,
 )
-from tests.photos import cover_bars_with_sticker, jpeg_bytes, photograph, render_cover, valid_isbn13
+from covr_pipelines.samples import cover_bars_with_sticker, jpeg_bytes, photograph, render_cover, valid_isbn13
 
 BOOKS = [
     ("The Quiet Orchard of Forgotten Maps", "Amelia Thornbury"),

@@ -10,7 +10,7 @@ import pytest
 from covr_core.catalog import import_books, read_catalog_file
 from covr_core.ingest import ensure_user
 from covr_pipelines.resources import build_resources
-from tests.photos import jpeg_bytes, photograph, render_cover, valid_isbn13
+from covr_pipelines.samples import jpeg_bytes, photograph, render_cover, valid_isbn13
 
 BOOKS = [
     ("The Quiet Orchard", "Maria Lindqvist"),

@@ -16,7 +16,7 @@ from covr_pipelines.defs.ingestion.sensors import ingest_run_request
 from covr_pipelines.defs.vectors.assets import cover_vectors
 from covr_pipelines.resources import IngestPolicyResource
 from tests.core.test_imaging import png_header_only
-from tests.photos import exif_rotated_jpeg, heic_bytes, photograph, render_cover
+from covr_pipelines.samples import exif_rotated_jpeg, heic_bytes, photograph, render_cover
 from tests.pipelines.conftest import cover_photo, upload
 
 ASSETS = [uploaded_images, book_identifications, dedup_decisions, cover_vectors]

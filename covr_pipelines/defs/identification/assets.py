@@ -39,6 +39,7 @@ class Seen:
     barcode_isbn: str | None = None
     barcode: dict = field(default_factory=dict)
     ocr_text: str = ""
+    ocr_lines: tuple = ()
     ocr: dict = field(default_factory=dict)
     rgb: object | None = None
     timings_ms: dict = field(default_factory=dict)
@@ -64,7 +65,9 @@ def _read(image: dict, store, ocr: OcrResource, barcode: BarcodeResource, keep_r
     else:
         text = ocr_for_identification(ocr.get_engine(), gray)
         seen.ocr_text = text.text
-        seen.ocr = {"excerpt": text.text[:400], "mean_confidence": text.mean_confidence}
+        seen.ocr_lines = text.lines
+        seen.ocr = {"confident_text": text.confident_text()[:400], "mean_confidence": text.mean_confidence,
+                    "lines_read": len(text.lines)}
     t3 = time.perf_counter()
     seen.rgb = rgb if keep_rgb else None
     seen.timings_ms = {"decode": round((t1 - t0) * 1e3, 1), "barcode": round((t2 - t1) * 1e3, 1),
@@ -157,8 +160,10 @@ def _identify(conn, seen: Seen, openlibrary, vector_store, vectors_by_image, pol
     if metadata:
         evidence["metadata"] = metadata
     candidates = []
-    if not isbns and seen.ocr_text.strip():
-        candidates = match_title(conn, seen.ocr_text, limit=5)
+    # Low-confidence lines are mostly background read as text: they add candidates, not evidence.
+    confident = "".join(f"{line.text}\n" for line in seen.ocr_lines if line.confidence >= 50) or seen.ocr_text
+    if not seen.barcode_isbn and not any(i in known for i in ocr_isbns) and confident.strip():
+        candidates = match_title(conn, confident, limit=5)
         evidence["title_candidates"] = [
             {"book_id": str(c.book_id), "title": c.title, "score": round(c.score, 4)} for c in candidates
         ]
@@ -175,6 +180,7 @@ def _identify(conn, seen: Seen, openlibrary, vector_store, vectors_by_image, pol
         title_candidates=candidates,
         embedding_hits=hits,
         ocr_text=seen.ocr_text,
+        ocr_lines=seen.ocr_lines,
         evidence=evidence,
         embedding_min_score=policy.embedding_identify,
     )

@@ -1,10 +1,12 @@
-"""Synthetic book covers and phone-like photographs of them, for tests that need real pixels."""
+"""Synthetic book covers and phone-like photographs of them: real pixels for the demo, benchmarks and tests."""
 
 from __future__ import annotations
 
 import functools
+import json
 import random
 import textwrap
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 from covr_core.isbn import isbn13_check_digit
 
 __all__ = [
+    "SAMPLE_BOOKS",
     "cover_bars_with_sticker",
+    "cover_photo_jpeg",
     "draw_ean13",
     "exif_rotated_jpeg",
     "heic_bytes",
@@ -23,6 +27,7 @@ __all__ = [
     "photograph",
     "render_cover",
     "valid_isbn13",
+    "write_demo_files",
 ]
 
 # fonts-dejavu-core (apt) ships exactly these; anything else falls back to Pillow's bundled font.
@@ -329,3 +334,79 @@ def heic_bytes(img: Image.Image, quality: int = 80) -> bytes:
         buf = BytesIO()
         img.convert("RGB").save(buf, format="HEIF", quality=quality)
     return buf.getvalue()
+
+
+# Sample books for the demo and benchmarks: invented titles, checksum-valid ISBNs.
+SAMPLE_BOOKS: tuple[tuple[str, str, str], ...] = tuple(
+    (title, author, valid_isbn13(1000 + i))
+    for i, (title, author) in enumerate(
+        [
+            ("The Quiet Orchard", "Maria Lindqvist"),
+            ("Rivers of Salt", "Tomas Ferreira"),
+            ("A Grammar of Stars", "Helen Okafor"),
+            ("Winter Ledger", "Samuel Adeyemi"),
+            ("The Glass Cartographer", "Ines Moreau"),
+            ("Lanterns Over Harbour", "Nadia Haddad"),
+            ("Small Hours in Lisbon", "Joaquim Reis"),
+            ("The Beekeeper's Almanac", "Ruth Calloway"),
+        ]
+    )
+)
+
+
+def cover_photo_jpeg(
+    title: str, author: str, isbn13: str | None, *, seed: int = 0, size: tuple[int, int] = (4000, 3000), **kw
+) -> bytes:
+    """A photographed cover as phone JPEG bytes: the usual input of every ingest test and benchmark."""
+    cover = render_cover(title, author, isbn13, seed=seed, style=seed)
+    return jpeg_bytes(photograph(cover, size=size, seed=seed, **kw))
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    catalog: Path
+    uploads: list[tuple[str, list[Path]]]
+
+
+def write_demo_files(folder: Path) -> DemoPlan:
+    """A catalog and three members' photos that exercise the decisions: new copies, a re-take, a
+    title-only cover, an unknown ISBN, a forwarded photo, a byte-identical re-upload and a broken file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    catalog = folder / "catalog.jsonl"
+    known = SAMPLE_BOOKS[:6]
+    catalog.write_text(
+        "".join(
+            json.dumps({"isbn13": isbn, "title": t, "authors": [a], "published_year": 1990 + i, "language": "en",
+                        "tags": ["fiction"]}) + "\n"
+            for i, (t, a, isbn) in enumerate(known)
+        )
+    )
+    size = (2400, 1800)
+
+    def photo(name: str, book, *, seed: int, barcode: bool = True, **kw) -> Path:
+        title, author, isbn = book
+        path = folder / name
+        if not path.exists():
+            path.write_bytes(cover_photo_jpeg(title, author, isbn if barcode else None, seed=seed, size=size, **kw))
+        return path
+
+    alice = [
+        photo("alice-orchard.jpg", SAMPLE_BOOKS[0], seed=1),
+        photo("alice-rivers.jpg", SAMPLE_BOOKS[1], seed=2, background=(90, 90, 100)),
+        photo("alice-stars-front.jpg", SAMPLE_BOOKS[2], seed=3, barcode=False, background=(60, 120, 70)),
+        photo("alice-lisbon-new.jpg", SAMPLE_BOOKS[6], seed=4, background=(200, 200, 205)),
+        photo("alice-orchard-retake.jpg", SAMPLE_BOOKS[0], seed=5, angle=-4, background=(170, 160, 140)),
+    ]
+    broken = folder / "alice-broken.jpg"
+    broken.write_bytes(alice[0].read_bytes()[:40_000])
+    bob = [photo("bob-rivers.jpg", SAMPLE_BOOKS[1], seed=6, angle=5, background=(40, 40, 60))]
+    forwarded = folder / "carol-forwarded-from-bob.jpg"
+    if not forwarded.exists():
+        with Image.open(bob[0]) as original:
+            buf = BytesIO()
+            original.resize((1200, 900)).save(buf, "JPEG", quality=70)
+        forwarded.write_bytes(buf.getvalue())
+    return DemoPlan(
+        catalog=catalog,
+        uploads=[("alice", [*alice, broken]), ("bob", [*bob, alice[0]]), ("carol", [forwarded])],
+    )
