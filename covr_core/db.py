@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,7 +34,10 @@ def start_embedded(pg_data_dir: Path):
     pgserver keeps a list of handle pids next to the data and an inter-process lock, so several
     covr processes on one COVR_HOME share one server, and the last one out stops it.
     """
-    import pgserver  # imported lazily: it is only needed without DATABASE_URL
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine here.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: it is only needed without DATABASE_URL
 
     pg_data_dir = pg_data_dir.absolute()
     if pg_data_dir.exists() and any(pg_data_dir.iterdir()) and not (pg_data_dir / "PG_VERSION").exists():
