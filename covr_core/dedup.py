@@ -75,7 +75,7 @@ def decide(ev: DedupEvidence) -> Outcome:
     near = [
         m
         for m in ev.phash_matches
-        if m.copy_id and m.distance <= ev.thresholds.phash_copy_distance
+        if m.copy_id and m.distance <= ev.thresholds.phash_copy_distance and not contradicted(ev, m)
     ]
     if near:
         mine = [m for m in near if m.holder_id == ev.uploader_id]
@@ -107,6 +107,15 @@ def decide(ev: DedupEvidence) -> Outcome:
 
     # 8. Nothing identifies a book: keep the image for review.
     return Outcome("ignore", "none", 8, "none")
+
+
+def contradicted(ev: DedupEvidence, match: ImageMatch) -> bool:
+    """A near pHash is not "the same photo" when the barcode or the cover text names another book.
+
+    A whole-photo pHash is dominated by the table and the framing: two different books shot alike
+    can land within T_copy of each other. An ISBN or title identification is stronger evidence.
+    """
+    return ev.identification_source in ("isbn", "ocr") and match.book_id != ev.identified_book_id
 
 
 def identification_match_reason(source: str | None) -> str:

@@ -45,7 +45,8 @@ _ORIENTATIONS_SWAPPING_AXES = frozenset({5, 6, 7, 8})
 # The pHash preview keeps at least this many pixels on its short side. pHash only looks at a 32x32 resample,
 # so more is wasted decode time; much less and the reduced hash starts to drift from the full-decode hash.
 PREVIEW_MIN_SIDE = 256
-NORMALIZED_LONG_SIDE = 1600
+# 2048 keeps a 12 MP photo's half-scale decode (2000 px) as it is: the derivative costs an encode, no resize.
+NORMALIZED_LONG_SIDE = 2048
 THUMBNAIL_LONG_SIDE = 320
 _DERIVATIVE_QUALITY = 85
 
@@ -358,6 +359,9 @@ def _fit(image: Image.Image, long_side: int) -> Image.Image:
         return image
     ratio = long_side / max(width, height)
     size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    if ratio > 0.5:
+        # A mild reduction: bilinear (antialiased in Pillow) costs half of LANCZOS with no visible difference.
+        return image.resize(size, Image.Resampling.BILINEAR)
     # reducing_gap box-reduces first, then LANCZOS finishes: near-identical output at a fraction of the cost.
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 

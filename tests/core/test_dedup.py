@@ -103,3 +103,15 @@ def test_my_copy_wins_over_a_closer_match_of_someone_elses():
     mine = ImageMatch("img-mine", distance=4, copy_id="copy-mine", holder_id=ME)
     outcome = decide(replace(BASE, phash_matches=(theirs, mine)))
     assert (outcome.rule, outcome.matched_copy_id) == (2, "copy-mine")
+
+
+def test_a_near_phash_of_another_book_does_not_override_the_barcode():
+    # Two different covers shot on the same table can hash within T_copy of each other.
+    other = ImageMatch("img-other", distance=4, copy_id="copy-x", book_id="book-other", holder_id=ME)
+    ev = replace(BASE, phash_matches=(other,), identified_book_id="book-b", identification_source="isbn",
+                 book_in_catalog=True)
+    assert (decide(ev).decision, decide(ev).rule) == ("new_copy", 6)
+    unknown = replace(BASE, phash_matches=(other,), identification_source="isbn", can_create_book=True)
+    assert decide(unknown).decision == "new_book"
+    same_book = replace(ev, phash_matches=(replace(other, book_id="book-b"),))
+    assert (decide(same_book).decision, decide(same_book).rule) == ("existing_copy", 2)

@@ -363,13 +363,13 @@ def assert_served_copy(jpeg: bytes, size: tuple[int, int]) -> None:
 def test_derivatives_strip_gps_and_apply_orientation(gps_rotated_jpeg: bytes) -> None:
     result = derivatives(gps_rotated_jpeg)
 
-    assert_served_copy(result.normalized_jpeg, (1200, 1600))
+    assert_served_copy(result.normalized_jpeg, (1536, 2048))
     assert_served_copy(result.thumbnail_jpeg, (240, 320))
 
 
 def test_derivatives_from_decoded_images_strip_gps(gps_rotated_jpeg: bytes) -> None:
     # The pipelines reuse decodes they already have rather than decoding a third time.
-    assert_served_copy(normalized_jpeg(load_for_recognition(gps_rotated_jpeg, mode="RGB")), (1200, 1600))
+    assert_served_copy(normalized_jpeg(load_for_recognition(gps_rotated_jpeg, mode="RGB")), (1536, 2048))
     assert_served_copy(thumbnail_jpeg(inspect_image(gps_rotated_jpeg).preview), (240, 320))
     # A raw Image.open still carries the orientation tag; it is applied before the EXIF is dropped.
     assert_served_copy(thumbnail_jpeg(Image.open(io.BytesIO(gps_rotated_jpeg))), (240, 320))

@@ -155,7 +155,7 @@ def test_derivatives_are_written_without_exif(conn, catalog, resources, store, u
 
     thumb = Image.open(BytesIO(store.get(image["thumbnail_key"])))
     normalized = Image.open(BytesIO(store.get(derived_key(key, "normalized"))))
-    assert max(thumb.size) <= 320 and max(normalized.size) <= 1600
+    assert max(thumb.size) <= 320 and max(normalized.size) <= 2048
     assert not thumb.getexif() and not normalized.getexif()
     assert image["thumbnail_key"].startswith("derived/")
 
