@@ -103,35 +103,47 @@ def book_identifications(
         def is_known(isbn: str) -> bool:
             with postgres.connection() as own:  # called from worker threads: a connection each
                 return bool(books_by_isbns(own, [isbn]))
-        with ThreadPoolExecutor(max_workers=policy.workers) as pool:
-            for start in range(0, len(images), CHUNK):
+
+        def embed(seen: list[Seen]) -> dict:
+            """Embed a chunk's covers and store the vectors; runs beside the reading of the next chunk."""
+            if model is None:
+                return {}
+            t0 = time.perf_counter()
+            embedded = model.embed([s.rgb for s in seen])
+            stage_ms["embed"] += (time.perf_counter() - t0) * 1e3
+            points = [
+                CoverPoint(image_id=str(s.image["image_id"]), vector=vec, copy_id=None, book_id=None,
+                           kind=s.image["kind"], sha256=s.image["sha256"], model=model.model_id)
+                for s, vec in zip(seen, embedded)
+            ]
+            # Postgres keeps every embedding (the system of record); Qdrant is synced from it.
+            PgVectorStore(postgres.connection).upsert(points)
+            return {p.image_id: p.vector for p in points}
+
+        def finish(seen: list[Seen], vectors_by_image: dict) -> None:
+            for s in seen:
+                s.rgb = None
+                for k, v in s.timings_ms.items():
+                    stage_ms[k] += v
+                ident = _identify(conn, s, openlibrary, vector_store, vectors_by_image, policy)
+                record_identification(conn, str(s.image["image_id"]), context.run_id, ident)
+                by_source[ident.source or "none"] += 1
+                context.log.info(
+                    f"image {s.image['image_id']} ({s.image['object_key']}): "
+                    + (f"{ident.source} -> isbn {ident.isbn13}, {ident.title!r}, confidence {ident.confidence}"
+                       if ident.source else "no book identified")
+                )
+
+        # A chunk is embedded while the next one is read: CLIP and the recognisers share the cores
+        # instead of taking turns. A chunk is identified once its own embeddings are stored.
+        pending = None
+        with ThreadPoolExecutor(max_workers=policy.workers) as pool, ThreadPoolExecutor(max_workers=1) as clip:
+            for start in range(0, len(images) + CHUNK, CHUNK):
                 chunk = images[start : start + CHUNK]
                 seen = list(pool.map(lambda im: _read(im, store, ocr, barcode, model is not None, is_known), chunk))
-                vectors_by_image = {}
-                if model is not None:
-                    t0 = time.perf_counter()
-                    embedded = model.embed([s.rgb for s in seen])
-                    stage_ms["embed"] += (time.perf_counter() - t0) * 1e3
-                    points = [
-                        CoverPoint(image_id=str(s.image["image_id"]), vector=vec, copy_id=None, book_id=None,
-                                   kind=s.image["kind"], sha256=s.image["sha256"], model=model.model_id)
-                        for s, vec in zip(seen, embedded)
-                    ]
-                    # Postgres keeps every embedding (the system of record); Qdrant is synced from it.
-                    PgVectorStore(postgres.connection).upsert(points)
-                    vectors_by_image = {p.image_id: p.vector for p in points}
-                for s in seen:
-                    s.rgb = None
-                    for k, v in s.timings_ms.items():
-                        stage_ms[k] += v
-                    ident = _identify(conn, s, openlibrary, vector_store, vectors_by_image, policy)
-                    record_identification(conn, str(s.image["image_id"]), context.run_id, ident)
-                    by_source[ident.source or "none"] += 1
-                    context.log.info(
-                        f"image {s.image['image_id']} ({s.image['object_key']}): "
-                        + (f"{ident.source} -> isbn {ident.isbn13}, {ident.title!r}, confidence {ident.confidence}"
-                           if ident.source else "no book identified")
-                    )
+                if pending is not None:
+                    finish(pending[0], pending[1].result())
+                pending = (seen, clip.submit(embed, seen)) if seen else None
 
     n = max(1, sum(by_source.values()))
     return dg.MaterializeResult(
