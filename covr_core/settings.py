@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Read once per entry point (CLI, Dagster definitions, API app), never at import time."""
 
+    # Aliases are the environment names; field names still work as keyword arguments. Environment
+    # names match case-insensitively, so no alias may be a bare word like "home" (that reads $HOME).
     model_config = SettingsConfigDict(env_prefix="COVR_", extra="ignore", populate_by_name=True)
 
-    home: Path = Field(default=Path(".covr"), validation_alias=AliasChoices("COVR_HOME", "home"))
+    home: Path = Field(default=Path(".covr"), validation_alias="COVR_HOME")
 
     # System of record. Unset: embedded PostgreSQL (pgserver) in COVR_HOME/pg.
-    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     db_pool_max: int = 8
 
     # Object storage. Unset endpoint and bucket: a local folder in COVR_HOME/objects.
@@ -28,13 +30,13 @@ class Settings(BaseSettings):
     s3_path_style: bool = True
 
     # Read models. Unset: Postgres full-text search and pgvector in the same database.
-    meili_url: str | None = Field(default=None, validation_alias=AliasChoices("MEILI_URL", "meili_url"))
+    meili_url: str | None = Field(default=None, validation_alias="MEILI_URL")
     meili_master_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("MEILI_MASTER_KEY", "meili_master_key")
+        default=None, validation_alias="MEILI_MASTER_KEY"
     )
-    qdrant_url: str | None = Field(default=None, validation_alias=AliasChoices("QDRANT_URL", "qdrant_url"))
+    qdrant_url: str | None = Field(default=None, validation_alias="QDRANT_URL")
     qdrant_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("QDRANT_API_KEY", "qdrant_api_key")
+        default=None, validation_alias="QDRANT_API_KEY"
     )
 
     # Notifications by mail. Unset host: notifications stay in the database only.

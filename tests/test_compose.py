@@ -19,7 +19,7 @@ def settings_env_names() -> set[str]:
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
         if alias is not None:
-            names |= {c for c in alias.choices if c.isupper()}
+            names.add(alias)
         else:
             names.add(f"{prefix}{name}".upper())
     return names

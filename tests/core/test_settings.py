@@ -1,0 +1,39 @@
+"""Settings read the documented environment names and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from covr_core.settings import Settings
+
+NAMES = ("COVR_HOME", "DATABASE_URL", "MEILI_URL", "QDRANT_URL", "COVR_S3_BUCKET", "COVR_CLIP_WEIGHTS")
+
+
+def test_unset_means_the_embedded_default(monkeypatch):
+    for name in NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/somewhere/else")
+
+    settings = Settings()
+
+    assert settings.home == Path(".covr")
+    assert settings.database_url is None and not settings.uses_s3
+    assert settings.meili_url is None and settings.qdrant_url is None and settings.clip_weights is None
+
+
+def test_environment_names_are_read(monkeypatch):
+    monkeypatch.setenv("COVR_HOME", "/data/covr")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db/covr")
+    monkeypatch.setenv("COVR_S3_BUCKET", "photos")
+    monkeypatch.setenv("COVR_PHASH_COPY_DISTANCE", "5")
+
+    settings = Settings()
+
+    assert settings.home == Path("/data/covr") and settings.pg_data_dir == Path("/data/covr/pg")
+    assert settings.database_url == "postgresql://u@db/covr"
+    assert settings.uses_s3 and settings.phash_copy_distance == 5
+
+
+def test_field_names_work_in_code(tmp_path):
+    settings = Settings(home=tmp_path, database_url="postgresql://x@y/z")
+    assert settings.home == tmp_path and settings.database_url == "postgresql://x@y/z"
