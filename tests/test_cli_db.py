@@ -55,3 +55,22 @@ def test_a_corrupt_covr_home_says_what_to_do(tmp_path):
     assert "is not a PostgreSQL data directory" in result.stderr
     assert "move it aside or delete it" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_concurrent_covr_processes_share_one_embedded_server(tmp_path):
+    """Three processes start on one fresh COVR_HOME at once: one server, migrations applied once."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["COVR_HOME"] = str(tmp_path)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "covr_pipelines.cli", "db", "migrate"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=180) for p in procs]
+
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    applied = sorted(int(out.split("applied ")[1].split(" ")[0]) for out, _ in outputs)
+    assert applied == [0, 0, 7]  # the advisory lock let exactly one of them migrate
+    status = subprocess.run([sys.executable, "-m", "covr_pipelines.cli", "db", "status"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stderr

@@ -124,3 +124,42 @@ def test_each_dedup_rule_from_real_photos(covr, tmp_path, conn):
         "select type, count(*) as n from outbox.event group by type").fetchall()}
     accepted = conn.execute("select count(*) as n from media.image where status = 'accepted'").fetchone()["n"]
     assert events["ImageUploaded"] == events["DedupResolved"] == accepted
+
+
+def test_an_unknown_isbn_takes_its_metadata_from_open_library(covr, tmp_path, conn, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import unquote
+
+    book = {"isbn13": valid_isbn13(205), "title": "The Cartographer's Daughter", "authors": ["Ines Moreau"]}
+    requests = []
+
+    class OpenLibrary(BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            body = {f"ISBN:{book['isbn13']}": {"title": book["title"], "authors": [{"name": "Ines Moreau"}],
+                                               "publish_date": "March 2011", "subjects": [{"name": "Maps"}]}}
+            payload = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OpenLibrary)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("COVR_OPENLIBRARY_URL", f"http://127.0.0.1:{server.server_port}")
+    try:
+        line = covr("ines", _photo(tmp_path, "cartographer", book, seed=8))[0]
+    finally:
+        server.shutdown()
+
+    assert (line["decision"], line["isbn13"], line["title"]) == ("new_book", book["isbn13"], book["title"])
+    stored = conn.execute("select metadata_source, needs_review, authors, published_year from catalog.book "
+                          "where isbn13 = %s", (book["isbn13"],)).fetchone()
+    assert (stored["metadata_source"], stored["needs_review"]) == ("openlibrary", False)
+    assert stored["authors"] == ["Ines Moreau"] and stored["published_year"] == 2011
+    assert len(requests) == 1 and f"ISBN:{book['isbn13']}" in unquote(requests[0])
