@@ -11,7 +11,8 @@ COPY covr_core covr_core
 COPY covr_pipelines covr_pipelines
 COPY covr_api covr_api
 COPY dbt_like_sql dbt_like_sql
-COPY workspace.yaml dagster.yaml ./
+COPY workspace.yaml ./
+COPY docker/dagster.yaml ./dagster.yaml
 RUN pip install --no-cache-dir '.[clip]'
 
 ENV DAGSTER_HOME=/app/dagster_home OMP_THREAD_LIMIT=1

@@ -21,6 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 dagster: $(STAMP)
+	mkdir -p $${DAGSTER_HOME:-$(CURDIR)/.covr/dagster}
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.covr/dagster} $(BIN)/dagster dev -w workspace.yaml
 
 api: $(STAMP)

@@ -55,6 +55,6 @@ def test_settings_read_the_compose_values(monkeypatch):
 
 
 def test_dagster_uses_postgres_storage():
-    instance = yaml.safe_load(Path("dagster.yaml").read_text())
+    instance = yaml.safe_load(Path("docker/dagster.yaml").read_text())
     assert "postgres" in instance["storage"]
     assert Path("Dockerfile").is_file()
