@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -14,13 +14,14 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ImageMatch:
-    """An earlier accepted image near this one, and the copy it is attached to (if any)."""
+    """An earlier accepted image near this one (pHash distance or cover similarity) and its copy, if any."""
 
     image_id: str
-    distance: int
+    distance: int | None = None
     copy_id: str | None = None
     book_id: str | None = None
     holder_id: str | None = None
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def decide(ev: DedupEvidence) -> Outcome:
             "exchange_suspected", "phash_match", 3, "suspect_exchange", m.copy_id, m.image_id, m.holder_id
         )
 
+    ev = _with_same_cover(ev)
     reason = identification_match_reason(ev.identification_source)
 
     if ev.identified_book_id and ev.book_in_catalog:
@@ -107,6 +109,23 @@ def decide(ev: DedupEvidence) -> Outcome:
 
     # 8. Nothing identifies a book: keep the image for review.
     return Outcome("ignore", "none", 8, "none")
+
+
+def _with_same_cover(ev: DedupEvidence) -> DedupEvidence:
+    """Nothing else named a book, but the cover is the same as a copy's (CLIP similarity at or above
+    the threshold): that copy's book is the candidate."""
+    if ev.identification_source is not None:
+        return ev
+    same = [
+        m for m in ev.embedding_matches
+        if m.book_id and (m.similarity or 0.0) >= ev.thresholds.embedding_same_cover
+    ]
+    if not same:
+        return ev
+    book_id = same[0].book_id
+    mine = next((m.copy_id for m in same if m.book_id == book_id and m.holder_id == ev.uploader_id), None)
+    return replace(ev, identified_book_id=book_id, identification_source="embedding", book_in_catalog=True,
+                   uploader_copy_id=ev.uploader_copy_id or mine)
 
 
 def contradicted(ev: DedupEvidence, match: ImageMatch) -> bool:

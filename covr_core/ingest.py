@@ -241,6 +241,33 @@ def gather_evidence(
     )
 
 
+def cover_matches(conn: psycopg.Connection, image_id: str, min_similarity: float, limit: int = 5):
+    """Images attached to copies whose cover embedding is at least `min_similarity` (cosine) to this one's."""
+    rows = conn.execute(
+        """
+        select other.image_id, 1 - (other.embedding <=> mine.embedding) as similarity,
+               i.copy_id, c.book_id, c.current_holder_id
+        from media.cover_embedding mine
+        cross join lateral (
+            select e.image_id, e.embedding from media.cover_embedding e
+            where e.image_id <> mine.image_id and e.copy_id is not null
+            order by e.embedding <=> mine.embedding
+            limit %(limit)s
+        ) other
+        join media.image i on i.image_id = other.image_id
+        join catalog.copy c on c.copy_id = i.copy_id
+        where mine.image_id = %(image_id)s
+        """,
+        {"image_id": image_id, "limit": limit},
+    ).fetchall()
+    return tuple(
+        ImageMatch(image_id=str(r["image_id"]), copy_id=str(r["copy_id"]), book_id=str(r["book_id"]),
+                   holder_id=str(r["current_holder_id"]), similarity=round(float(r["similarity"]), 4))
+        for r in rows
+        if r["similarity"] >= min_similarity
+    )
+
+
 def _attach_copies(conn: psycopg.Connection, near: list) -> list[ImageMatch]:
     if not near:
         return []

@@ -115,3 +115,14 @@ def test_a_near_phash_of_another_book_does_not_override_the_barcode():
     assert decide(unknown).decision == "new_book"
     same_book = replace(ev, phash_matches=(replace(other, book_id="book-b"),))
     assert (decide(same_book).decision, decide(same_book).rule) == ("existing_copy", 2)
+
+
+def test_the_same_cover_by_embedding_names_the_book_when_nothing_else_does():
+    mine = ImageMatch("img-cover", copy_id="copy-mine", book_id="book-b", holder_id=ME, similarity=0.97)
+    outcome = decide(replace(BASE, embedding_matches=(mine,)))
+    assert (outcome.decision, outcome.match_reason, outcome.matched_copy_id) == (
+        "existing_copy", "embedding_similarity", "copy-mine")
+    theirs = replace(mine, copy_id="copy-theirs", holder_id=THEM)
+    assert decide(replace(BASE, embedding_matches=(theirs,))).decision == "new_copy"
+    weak = replace(mine, similarity=0.93)
+    assert decide(replace(BASE, embedding_matches=(weak,))).rule == 8

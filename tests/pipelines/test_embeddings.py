@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 from qdrant_client import QdrantClient
 
+from covr_core.ingest import cover_matches
 from covr_core.settings import Settings
 from covr_core.vectors import QdrantVectorStore
 from covr_pipelines.defs.ingestion.sensors import ingest_run_request
@@ -42,6 +43,14 @@ def test_embeddings_are_stored_and_linked_to_copies(conn, catalog, tmp_path, db_
     assert all(r["copy_id"] is not None and r["copy_id"] == r["image_copy_id"] for r in rows)
     metadata = result.asset_materializations_for_node("book_identifications")[0].metadata
     assert metadata["embeddings"].value == "on"
+
+    # Cover similarity against images attached to copies: the dedup asset's "same cover" signal.
+    first, second = (conn.execute("select image_id, copy_id from media.image where object_key = %s", (k,))
+                     .fetchone() for k in keys)
+    matches = cover_matches(conn, str(first["image_id"]), min_similarity=-1.0)
+    assert [(m.image_id, m.copy_id) for m in matches] == [(str(second["image_id"]), str(second["copy_id"]))]
+    assert -1.0 <= matches[0].similarity <= 1.0
+    assert cover_matches(conn, str(first["image_id"]), min_similarity=1.01) == ()
 
     # The Qdrant read model is rebuilt from Postgres; qdrant-client's local mode stands in for the server.
     client = QdrantClient(location=":memory:")

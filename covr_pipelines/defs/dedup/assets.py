@@ -6,7 +6,7 @@ from collections import Counter
 import dagster as dg
 
 from covr_core.dedup import Thresholds, decide
-from covr_core.ingest import apply_outcome, batch_images, gather_evidence
+from covr_core.ingest import apply_outcome, batch_images, cover_matches, gather_evidence
 from covr_core.neardup import find_near_duplicates
 from covr_pipelines.resources import IngestPolicyResource, PostgresResource
 
@@ -30,7 +30,8 @@ def dedup_decisions(
             ).fetchone() or {}
             with conn.transaction():
                 near = find_near_duplicates(conn, int(image["phash"]), thresholds.phash_copy_distance)
-                evidence = gather_evidence(conn, image, identification, near, thresholds)
+                covers = cover_matches(conn, str(image["image_id"]), thresholds.embedding_same_cover)
+                evidence = gather_evidence(conn, image, identification, near, thresholds, covers)
                 outcome = decide(evidence)
                 applied = apply_outcome(
                     conn, image=image, identification=identification, evidence=evidence, outcome=outcome,
