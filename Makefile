@@ -4,10 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo dagster api bench clean
+.PHONY: run test dagster api clean
+
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
-	@command -v tesseract >/dev/null || { echo "tesseract is missing: sudo apt-get install -y tesseract-ocr tesseract-ocr-eng fonts-dejavu-core"; exit 1; }
+	@command -v tesseract >/dev/null && [ -d /usr/share/fonts/truetype/dejavu ] || { \
+	  command -v apt-get >/dev/null || { echo "install tesseract-ocr (with English data) and DejaVu fonts, then retry"; exit 1; }; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[clip,dev]'
