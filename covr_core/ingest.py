@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -315,7 +314,6 @@ def apply_outcome(
     evidence: DedupEvidence,
     outcome: Outcome,
     run_id: str,
-    extra_evidence: dict[str, Any] | None = None,
 ) -> Applied:
     """Carry out the decision (create book/copy, attach the image, suspect an exchange) and record it.
 
@@ -362,7 +360,7 @@ def apply_outcome(
         (
             image_id, run_id, outcome.decision, outcome.match_reason, book_id, recorded_copy,
             outcome.matched_copy_id, outcome.matched_image_id,
-            Jsonb({"rule": outcome.rule, "action": outcome.action, **evidence.as_json(), **(extra_evidence or {})}),
+            Jsonb({"rule": outcome.rule, "action": outcome.action, **evidence.as_json()}),
         ),
     )
     append_event(

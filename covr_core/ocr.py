@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -47,6 +47,10 @@ DEFAULT_PSM = 3  # fully automatic page segmentation
 TESSERACT_VARIABLES = {"textord_initialx_ile": "0.4"}
 
 
+# Tesseract's line confidence (0-100) below which a line is mostly background read as text.
+CONFIDENT_LINE = 50.0
+
+
 @dataclass(frozen=True)
 class OcrLine:
     """One recognised text line: its text, tesseract's confidence (0-100) and its height relative to the image's
@@ -67,7 +71,7 @@ class OcrResult:
     ms: float
     lines: tuple[OcrLine, ...] = ()
 
-    def confident_text(self, min_confidence: float = 50.0) -> str:
+    def confident_text(self, min_confidence: float = CONFIDENT_LINE) -> str:
         """Only the lines tesseract is fairly sure of: a textured table or a hand reads as low-confidence junk."""
         if not self.lines:
             return self.text
@@ -243,7 +247,8 @@ OCR_MAX_SIDE = 1280
 # 1600 px first pass); clean covers never need it.
 OCR_RETRY_SIDE = 800
 _RETRY_BELOW_CONFIDENCE = 70.0
-_CONFIDENT_LINE = 60.0
+# Lines counted as read words when judging whether a photo read as nothing (stricter than CONFIDENT_LINE).
+_WORD_LINE_CONFIDENCE = 60.0
 # Fewer confident words than this after the upright passes: try the photo turned sideways.
 _SIDEWAYS_BELOW_WORDS = 2
 _RETRY_BELOW_WORDS = 3
@@ -276,7 +281,8 @@ _TITLE_STANDS_OUT = 1.4
 
 def _missing_title(result: OcrResult) -> bool:
     heights = sorted(
-        line.height for line in result.lines if line.confidence >= 50 and sum(c.isalpha() for c in line.text) >= 4
+        line.height for line in result.lines
+        if line.confidence >= CONFIDENT_LINE and sum(c.isalpha() for c in line.text) >= 4
     )
     if len(heights) < 2:
         return True
@@ -285,7 +291,7 @@ def _missing_title(result: OcrResult) -> bool:
 
 def _confident_words(result: OcrResult) -> int:
     return sum(
-        len(re.findall(r"[^\W\d_]{3,}", line.text)) for line in result.lines if line.confidence >= _CONFIDENT_LINE
+        len(re.findall(r"[^\W\d_]{3,}", line.text)) for line in result.lines if line.confidence >= _WORD_LINE_CONFIDENCE
     )
 
 

@@ -1,7 +1,6 @@
 """Typed, swappable Dagster resources: postgres, object_store, ocr, barcode, metadata_provider, embedder, vectors."""
 
 
-import logging
 import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -11,8 +10,6 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from covr_core.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 class PostgresResource(dg.ConfigurableResource):

@@ -67,5 +67,4 @@ def test_embeddings_are_stored_and_linked_to_copies(conn, catalog, tmp_path, db_
 
 
 def qdrant_vector(conn):
-    text = conn.execute("select embedding::text as v from media.cover_embedding limit 1").fetchone()["v"]
-    return [float(x) for x in text.strip("[]").split(",")]
+    return conn.execute("select embedding::real[] as v from media.cover_embedding limit 1").fetchone()["v"]

@@ -39,6 +39,7 @@ class Seen:
     barcode_isbn: str | None = None
     barcode: dict = field(default_factory=dict)
     ocr_text: str = ""
+    ocr_confident: str = ""  # only the lines tesseract is fairly sure of
     ocr_lines: tuple = ()
     ocr: dict = field(default_factory=dict)
     rgb: object | None = None
@@ -66,7 +67,8 @@ def _read(image: dict, store, ocr: OcrResource, barcode: BarcodeResource, keep_r
         text = ocr_for_identification(ocr.get_engine(), gray)
         seen.ocr_text = text.text
         seen.ocr_lines = text.lines
-        seen.ocr = {"confident_text": text.confident_text()[:400], "mean_confidence": text.mean_confidence,
+        seen.ocr_confident = text.confident_text()
+        seen.ocr = {"confident_text": seen.ocr_confident[:400], "mean_confidence": text.mean_confidence,
                     "lines_read": len(text.lines)}
     t3 = time.perf_counter()
     seen.rgb = rgb if keep_rgb else None
@@ -173,7 +175,7 @@ def _identify(conn, seen: Seen, openlibrary, vector_store, vectors_by_image, pol
         evidence["metadata"] = metadata
     candidates = []
     # Low-confidence lines are mostly background read as text: they add candidates, not evidence.
-    confident = "".join(f"{line.text}\n" for line in seen.ocr_lines if line.confidence >= 50) or seen.ocr_text
+    confident = seen.ocr_confident or seen.ocr_text
     if not seen.barcode_isbn and not any(i in known for i in ocr_isbns) and confident.strip():
         candidates = match_title(conn, confident, limit=5)
         evidence["title_candidates"] = [

@@ -13,7 +13,7 @@ PAGE = 500
 def _points(conn, *, run_id: str | None):
     rows = conn.execute(
         """
-        select e.image_id, e.embedding::text as embedding, e.model, e.kind, e.sha256,
+        select e.image_id, e.embedding::real[] as embedding, e.model, e.kind, e.sha256,
                i.copy_id, c.book_id
         from media.cover_embedding e
         join media.image i on i.image_id = e.image_id
@@ -26,7 +26,7 @@ def _points(conn, *, run_id: str | None):
     )
     for r in rows:
         yield CoverPoint(
-            image_id=str(r["image_id"]), vector=[float(x) for x in r["embedding"].strip("[]").split(",")],
+            image_id=str(r["image_id"]), vector=r["embedding"],
             copy_id=str(r["copy_id"]) if r["copy_id"] else None, book_id=str(r["book_id"]) if r["book_id"] else None,
             kind=r["kind"], sha256=r["sha256"], model=r["model"],
         )
