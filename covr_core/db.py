@@ -70,7 +70,7 @@ def open_pool(url: str, *, max_size: int = 8, timeout: float = 10.0) -> Connecti
         url,
         min_size=1,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "autocommit": False},
+        kwargs={"row_factory": dict_row, "autocommit": True},
         open=False,
         name="covr",
     )

@@ -45,6 +45,8 @@ _ORIENTATIONS_SWAPPING_AXES = frozenset({5, 6, 7, 8})
 # The pHash preview keeps at least this many pixels on its short side. pHash only looks at a 32x32 resample,
 # so more is wasted decode time; much less and the reduced hash starts to drift from the full-decode hash.
 PREVIEW_MIN_SIDE = 256
+# Below this a photo cannot show a readable cover, and recognisers (zxing) refuse such images outright.
+MIN_SIDE = 32
 # 2048 keeps a 12 MP photo's half-scale decode (2000 px) as it is: the derivative costs an encode, no resize.
 NORMALIZED_LONG_SIDE = 2048
 THUMBNAIL_LONG_SIDE = 320
@@ -288,6 +290,12 @@ def inspect_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Inspected
     except ImageRejected as exc:
         exc.sha256 = sha
         raise
+    if min(decoded.size) < MIN_SIDE:
+        raise ImageRejected(
+            f"image is {decoded.size[0]}x{decoded.size[1]} pixels; a photo of a book needs at least "
+            f"{MIN_SIDE} pixels on each side",
+            sha256=sha,
+        )
     preview = decoded.image
     # The preview outlives this call (embeddings, thumbnails); keep GPS-bearing EXIF and XMP off it.
     preview.info = {k: v for k, v in preview.info.items() if k == "icc_profile"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 import psycopg
@@ -45,6 +46,11 @@ def ensure_user(conn: psycopg.Connection, handle: str, display_name: str | None 
 
 
 def user_exists(conn: psycopg.Connection, user_id: str) -> bool:
+    """Whether `user_id` names a user; False for anything that is not a uuid, so a stray key is skipped, not a crash."""
+    try:
+        uuid.UUID(user_id)
+    except (ValueError, TypeError, AttributeError):
+        return False
     return conn.execute("select 1 from contact.user where user_id = %s", (user_id,)).fetchone() is not None
 
 
@@ -67,8 +73,26 @@ class ImageRecord:
 
 def existing_image(conn: psycopg.Connection, object_key: str) -> dict | None:
     return conn.execute(
-        "select image_id, status, rejection_reason from media.image where object_key = %s", (object_key,)
+        "select image_id, etag, status, rejection_reason from media.image where object_key = %s", (object_key,)
     ).fetchone()
+
+
+def refuse_overwrite(conn: psycopg.Connection, object_key: str, etag: str, image_id: str) -> tuple[str, bool]:
+    """Record that `object_key` was overwritten after it was ingested; the first version stays the evidence.
+
+    Returns (reason, first_time): a refusal already recorded for this etag is not recorded twice.
+    """
+    reason = (f"{object_key} was overwritten (etag {etag}) after image {image_id} was ingested from it; "
+              f"the first version is kept as evidence: upload the new photo under a new key")
+    with conn.transaction():
+        row = conn.execute(
+            """
+            insert into ingest.overwrite_refusal (object_key, etag, reason) values (%s, %s, %s)
+            on conflict do nothing returning object_key
+            """,
+            (object_key, etag, reason),
+        ).fetchone()
+    return reason, row is not None
 
 
 def record_image(conn: psycopg.Connection, rec: ImageRecord) -> tuple[str, bool]:
@@ -107,20 +131,24 @@ def record_image(conn: psycopg.Connection, rec: ImageRecord) -> tuple[str, bool]
     return image_id, True
 
 
-def record_batch(conn: psycopg.Connection, run_id: str, object_keys: list[str]) -> str:
+def record_batch(conn: psycopg.Connection, run_id: str, object_keys: list[str]) -> None:
+    """The batch a run works on; a re-execution (same root run id) keeps the first record."""
     with conn.transaction():
-        row = conn.execute(
-            "insert into ingest.batch (run_id, object_keys) values (%s, %s) returning batch_id", (run_id, object_keys)
-        ).fetchone()
-    return str(row["batch_id"])
+        conn.execute(
+            "insert into ingest.batch (run_id, object_keys) values (%s, %s) on conflict (run_id) do nothing",
+            (run_id, object_keys),
+        )
 
 
 def batch_images(conn: psycopg.Connection, run_id: str, *, missing: str) -> list[dict]:
     """Accepted images of this run's batch that still lack a `missing` result, in upload order.
 
+    Dedup takes only identified images: one whose identification failed waits for its retry, undecided.
     With no batch for the run (an asset materialised on its own), every accepted image lacking it.
     """
     table = {"identification": "ingest.identification", "dedup": "ingest.dedup_result"}[missing]
+    ready = ("and exists (select 1 from ingest.identification d where d.image_id = s.image_id)"
+             if missing == "dedup" else "")
     return conn.execute(
         f"""
         with batch_keys as (
@@ -135,7 +163,7 @@ def batch_images(conn: psycopg.Connection, run_id: str, *, missing: str) -> list
               and (k.object_key is not null or not exists (select 1 from batch_keys))
         )
         select * from scope s
-        where not exists (select 1 from {table} r where r.image_id = s.image_id)
+        where not exists (select 1 from {table} r where r.image_id = s.image_id) {ready}
         order by s.position, s.created_at, s.image_id
         """,
         {"run_id": run_id},
@@ -175,6 +203,19 @@ def record_identification(conn: psycopg.Connection, image_id: str, run_id: str, 
                 ),
             )
     return True
+
+
+def lock_uploader(conn: psycopg.Connection, uploader_id: str) -> None:
+    """Serialise dedup for one member until the transaction ends, so two runs cannot both create their copy.
+
+    Take it first in the transaction, before any read it protects. A transaction takes one uploader's lock
+    only, so concurrent runs over the same members in any order cannot deadlock on these locks.
+    """
+    conn.execute("select pg_advisory_xact_lock(hashtextextended('covr.dedup.uploader:' || %s, 0))", (uploader_id,))
+
+
+def is_decided(conn: psycopg.Connection, image_id: str) -> bool:
+    return conn.execute("select 1 from ingest.dedup_result where image_id = %s", (image_id,)).fetchone() is not None
 
 
 def gather_evidence(
@@ -317,11 +358,9 @@ def apply_outcome(
 ) -> Applied:
     """Carry out the decision (create book/copy, attach the image, suspect an exchange) and record it.
 
-    The caller holds the transaction; the uploader's advisory lock serialises concurrent runs so
-    two batches cannot both create the same member's copy of a book.
+    The caller holds the transaction and took `lock_uploader` in it before gathering the evidence.
     """
     image_id, uploader_id = str(image["image_id"]), str(image["uploader_id"])
-    conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (uploader_id,))
     book_id = evidence.identified_book_id
     copy_id = outcome.matched_copy_id
 

@@ -24,7 +24,7 @@ def test_migrate_then_status_on_a_configured_database(empty_db_url, monkeypatch,
     monkeypatch.setenv("COVR_HOME", str(tmp_path))
 
     assert main(["db", "migrate"]) == 0
-    assert "applied 7 migration(s)" in capsys.readouterr().out
+    assert "applied 8 migration(s)" in capsys.readouterr().out
     assert main(["db", "status"]) == 0
     out = capsys.readouterr().out
     assert "up to date" in out and "applied  0001_create_schemas.sql" in out

@@ -11,13 +11,19 @@ decisions as (
     select * from ingest.dedup_result
 ),
 
+open_failures as (
+    select * from ingest.failure where resolved_at is null
+),
+
 final as (
     select
         images.image_id,
         images.object_key,
         images.uploader_id,
-        images.status,
+        case when open_failures.object_key is not null then 'failed' else images.status end as status,
         images.rejection_reason,
+        open_failures.stage as failure_stage,
+        open_failures.reason as failure_reason,
         images.sha256,
         images.phash,
         identifications.isbn13,
@@ -31,6 +37,7 @@ final as (
     from images
     left join identifications on identifications.image_id = images.image_id
     left join decisions on decisions.image_id = images.image_id
+    left join open_failures on open_failures.object_key = images.object_key
 )
 
 select * from final

@@ -6,11 +6,34 @@ from collections import Counter
 import dagster as dg
 
 from covr_core.dedup import Thresholds, decide
-from covr_core.ingest import apply_outcome, batch_images, cover_matches, gather_evidence
+from covr_core.failures import describe_failure, is_database_outage, record_failure, resolve_failure
+from covr_core.ingest import apply_outcome, batch_images, cover_matches, gather_evidence, is_decided, lock_uploader
 from covr_core.neardup import find_near_duplicates
+from covr_pipelines.defs.ingestion.assets import batch_run_id
 from covr_pipelines.resources import IngestPolicyResource, PostgresResource
 
 GROUP = "dedup"
+
+
+def _decide_one(conn, image: dict, thresholds: Thresholds, run_id: str):
+    """One image's decision as one transaction: lock the uploader, read the evidence, apply and record it."""
+    image_id = str(image["image_id"])
+    identification = conn.execute(
+        "select * from ingest.identification where image_id = %s", (image_id,)
+    ).fetchone() or {}
+    with conn.transaction():
+        lock_uploader(conn, str(image["uploader_id"]))
+        if is_decided(conn, image_id):  # another run decided it while this one waited for the lock
+            return None, None
+        near = find_near_duplicates(conn, int(image["phash"]), thresholds.phash_copy_distance)
+        covers = cover_matches(conn, image_id, thresholds.embedding_same_cover)
+        evidence = gather_evidence(conn, image, identification, near, thresholds, covers)
+        outcome = decide(evidence)
+        applied = apply_outcome(
+            conn, image=image, identification=identification, evidence=evidence, outcome=outcome, run_id=run_id,
+        )
+        resolve_failure(conn, image["object_key"], "dedup")
+    return outcome, applied
 
 
 @dg.asset(group_name=GROUP, kinds={"python", "postgres"}, deps=["book_identifications"])
@@ -22,38 +45,65 @@ def dedup_decisions(
         phash_copy_distance=policy.phash_copy_distance, embedding_same_cover=policy.embedding_same_cover
     )
     decisions = Counter()
+    failed = []
+    run_id = batch_run_id(context)
     with postgres.connection() as conn:
         # In upload order, one transaction each: a later photo in the batch sees the copies earlier ones made.
-        for image in batch_images(conn, context.run_id, missing="dedup"):
-            identification = conn.execute(
-                "select * from ingest.identification where image_id = %s", (image["image_id"],)
-            ).fetchone() or {}
-            with conn.transaction():
-                near = find_near_duplicates(conn, int(image["phash"]), thresholds.phash_copy_distance)
-                covers = cover_matches(conn, str(image["image_id"]), thresholds.embedding_same_cover)
-                evidence = gather_evidence(conn, image, identification, near, thresholds, covers)
-                outcome = decide(evidence)
-                applied = apply_outcome(
-                    conn, image=image, identification=identification, evidence=evidence, outcome=outcome,
-                    run_id=context.run_id,
-                )
+        for image in batch_images(conn, run_id, missing="dedup"):
+            image_id, key = str(image["image_id"]), image["object_key"]
+            try:
+                outcome, applied = _decide_one(conn, image, thresholds, run_id)
+            except Exception as exc:
+                if is_database_outage(exc):
+                    raise
+                failure = record_failure(conn, object_key=key, stage="dedup", image_id=image_id,
+                                         uploader_id=str(image["uploader_id"]), run_id=run_id,
+                                         reason=describe_failure("dedup", exc))
+                failed.append({"image_id": image_id, "object_key": key, "reason": failure.reason})
+                context.log.error(f"image {image_id} ({key}) failed (attempt {failure.attempts}), "
+                                  f"will be retried: {failure.reason}")
+                continue
+            if applied is None:
+                context.log.info(f"image {image_id} ({key}): already decided by another run")
+                continue
             decisions[applied.decision] += 1
             context.log.info(
-                f"image {image['image_id']} ({image['object_key']}): {applied.decision} by rule {outcome.rule} "
+                f"image {image_id} ({key}): {applied.decision} by rule {outcome.rule} "
                 f"({applied.match_reason}), book {applied.book_id}, copy {applied.copy_id}"
             )
-    return dg.MaterializeResult(metadata={"decided": sum(decisions.values()), **dict(decisions)})
+    return dg.MaterializeResult(metadata={
+        "decided": sum(decisions.values()), **dict(decisions),
+        "failed": len(failed), "failures": dg.MetadataValue.json(failed),
+    })
 
 
-@dg.asset_check(asset=dedup_decisions, description="Every accepted, identified-or-not image has a decision.")
-def every_accepted_image_decided(postgres: PostgresResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=dedup_decisions,
+    description="Every identified image of the run's batch has a decision, or a recorded failure to retry.",
+)
+def every_accepted_image_decided(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+) -> dg.AssetCheckResult:
     with postgres.connection() as conn:
         row = conn.execute(
             """
-            select count(*) as n from media.image i
-            where i.status = 'accepted'
-              and exists (select 1 from ingest.identification d where d.image_id = i.image_id)
-              and not exists (select 1 from ingest.dedup_result r where r.image_id = i.image_id)
-            """
+            select count(*) filter (where not decided and not failed) as undecided,
+                   count(*) filter (where failed) as failed,
+                   count(*) as identified
+            from (
+                select exists (select 1 from ingest.dedup_result r where r.image_id = i.image_id) as decided,
+                       exists (select 1 from ingest.failure f
+                               where f.object_key = i.object_key and f.resolved_at is null) as failed
+                from ingest.batch b
+                cross join unnest(b.object_keys) as k(object_key)
+                join media.image i on i.object_key = k.object_key
+                where b.run_id = %s and i.status = 'accepted'
+                  and exists (select 1 from ingest.identification d where d.image_id = i.image_id)
+            ) per_image
+            """,
+            (batch_run_id(context.op_execution_context),),
         ).fetchone()
-    return dg.AssetCheckResult(passed=row["n"] == 0, metadata={"undecided": row["n"]})
+    return dg.AssetCheckResult(
+        passed=row["undecided"] == 0,
+        metadata={"identified": row["identified"], "undecided": row["undecided"], "failed": row["failed"]},
+    )

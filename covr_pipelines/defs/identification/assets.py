@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from covr_core.failures import describe_failure, is_database_outage, record_failure, resolve_failure
 from covr_core.identify import choose_identification
 from covr_core.imaging import load_for_recognition, normalized_jpeg
 from covr_core.ingest import batch_images, books_by_isbns, record_identification
@@ -15,6 +16,7 @@ from covr_core.ocr import ocr_for_identification
 from covr_core.storage import derived_key
 from covr_core.title_match import match_title
 from covr_core.vectors import CoverPoint, PgVectorStore
+from covr_pipelines.defs.ingestion.assets import batch_run_id
 from covr_pipelines.resources import (
     BarcodeResource,
     EmbedderResource,
@@ -44,6 +46,15 @@ class Seen:
     ocr: dict = field(default_factory=dict)
     rgb: object | None = None
     timings_ms: dict = field(default_factory=dict)
+    error: BaseException | None = None  # what stopped the recognisers on this photo
+
+
+def _read_isolated(image: dict, *args) -> Seen:
+    """`_read`, but one photo's error (a store fault, a recogniser crash) is kept with it instead of raised."""
+    try:
+        return _read(image, *args)
+    except Exception as exc:  # noqa: BLE001 - recorded as this image's failure by the caller
+        return Seen(image=image, error=exc)
 
 
 def _read(image: dict, store, ocr: OcrResource, barcode: BarcodeResource, keep_rgb: bool, is_known) -> Seen:
@@ -96,10 +107,12 @@ def book_identifications(
         context.log.warning(f"cover embeddings off: {embedder.disabled_reason}")
     vector_store = vectors.get_store(postgres) if model is not None else None
     by_source = {"isbn": 0, "ocr": 0, "embedding": 0, "none": 0}
+    failed = []
+    run_id = batch_run_id(context)
     stage_ms = {"decode": 0.0, "barcode": 0.0, "ocr": 0.0, "embed": 0.0}
 
     with postgres.connection() as conn:
-        images = batch_images(conn, context.run_id, missing="identification")
+        images = batch_images(conn, run_id, missing="identification")
         openlibrary = metadata_provider.openlibrary(postgres.connection)
 
         def is_known(isbn: str) -> bool:
@@ -108,7 +121,8 @@ def book_identifications(
 
         def embed(seen: list[Seen]) -> dict:
             """Embed a chunk's covers and store the vectors; runs beside the reading of the next chunk."""
-            if model is None:
+            seen = [s for s in seen if s.error is None]
+            if model is None or not seen:
                 return {}
             t0 = time.perf_counter()
             embedded = model.embed([s.rgb for s in seen])
@@ -122,13 +136,46 @@ def book_identifications(
             PgVectorStore(postgres.connection).upsert(points)
             return {p.image_id: p.vector for p in points}
 
+        def embed_isolated(seen: list[Seen]) -> dict:
+            # Cover similarity is one signal among several: without it identification still stands.
+            try:
+                return embed(seen)
+            except Exception as exc:
+                if is_database_outage(exc):
+                    raise
+                context.log.warning(f"cover embeddings of {len(seen)} images skipped: {describe_failure('embedding', exc)}")
+                return {}
+
+        def fail(s: Seen, exc: BaseException) -> None:
+            image_id, key = str(s.image["image_id"]), s.image["object_key"]
+            failure = record_failure(conn, object_key=key, stage="identification", image_id=image_id,
+                                     uploader_id=str(s.image["uploader_id"]), run_id=run_id,
+                                     reason=describe_failure("identification", exc))
+            failed.append({"image_id": image_id, "object_key": key, "reason": failure.reason,
+                           "attempts": failure.attempts})
+            context.log.error(f"image {image_id} ({key}) failed (attempt {failure.attempts}), "
+                              f"will be retried: {failure.reason}")
+
         def finish(seen: list[Seen], vectors_by_image: dict) -> None:
             for s in seen:
                 s.rgb = None
+                if s.error is not None:
+                    if is_database_outage(s.error):
+                        raise s.error
+                    fail(s, s.error)
+                    continue
                 for k, v in s.timings_ms.items():
                     stage_ms[k] += v
-                ident = _identify(conn, s, openlibrary, vector_store, vectors_by_image, policy)
-                record_identification(conn, str(s.image["image_id"]), context.run_id, ident)
+                try:
+                    ident = _identify(conn, s, openlibrary, vector_store, vectors_by_image, policy)
+                    with conn.transaction():
+                        record_identification(conn, str(s.image["image_id"]), run_id, ident)
+                        resolve_failure(conn, s.image["object_key"], "identification")
+                except Exception as exc:
+                    if is_database_outage(exc):
+                        raise
+                    fail(s, exc)
+                    continue
                 by_source[ident.source or "none"] += 1
                 context.log.info(
                     f"image {s.image['image_id']} ({s.image['object_key']}): "
@@ -142,15 +189,18 @@ def book_identifications(
         with ThreadPoolExecutor(max_workers=policy.workers) as pool, ThreadPoolExecutor(max_workers=1) as clip:
             for start in range(0, len(images) + CHUNK, CHUNK):
                 chunk = images[start : start + CHUNK]
-                seen = list(pool.map(lambda im: _read(im, store, ocr, barcode, model is not None, is_known), chunk))
+                seen = list(pool.map(
+                    lambda im: _read_isolated(im, store, ocr, barcode, model is not None, is_known), chunk))
                 if pending is not None:
                     finish(pending[0], pending[1].result())
-                pending = (seen, clip.submit(embed, seen)) if seen else None
+                pending = (seen, clip.submit(embed_isolated, seen)) if seen else None
 
     n = max(1, sum(by_source.values()))
     return dg.MaterializeResult(
         metadata={
             "identified": sum(by_source.values()) - by_source["none"],
+            "failed": len(failed),
+            "failures": dg.MetadataValue.json(failed),
             **{f"by_{k}": v for k, v in by_source.items()},
             **{f"ms_per_image_{k}": round(v / n, 1) for k, v in stage_ms.items()},
             "embeddings": "on" if model is not None else f"off: {embedder.disabled_reason}",

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from covr_core.vectors import CoverPoint, PgVectorStore
+from covr_pipelines.defs.ingestion.assets import batch_run_id
 from covr_pipelines.resources import PostgresResource, VectorStoreResource
 
 GROUP = "vectors"
@@ -56,4 +57,4 @@ def cover_vectors(
     context: dg.AssetExecutionContext, postgres: PostgresResource, vectors: VectorStoreResource
 ) -> dg.MaterializeResult:
     """Upsert this run's cover embeddings, with their copy and book, into the vector read model."""
-    return dg.MaterializeResult(metadata=sync_vectors(context, postgres, vectors, run_id=context.run_id))
+    return dg.MaterializeResult(metadata=sync_vectors(context, postgres, vectors, run_id=batch_run_id(context)))
