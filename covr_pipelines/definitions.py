@@ -7,7 +7,7 @@ from covr_core.settings import Settings
 from covr_pipelines.defs.dedup.assets import dedup_decisions, every_accepted_image_decided
 from covr_pipelines.defs.identification.assets import book_identifications
 from covr_pipelines.defs.ingestion.assets import every_object_recorded, uploaded_images
-from covr_pipelines.defs.ingestion.sensors import build_upload_sensor
+from covr_pipelines.defs.ingestion.sensors import build_reconcile_sensor, build_retry_sensor, build_upload_sensor
 from covr_pipelines.defs.vectors.assets import cover_vectors
 from covr_pipelines.resources import build_resources
 
@@ -25,7 +25,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[uploaded_images, book_identifications, dedup_decisions, cover_vectors],
         asset_checks=[every_object_recorded, every_accepted_image_decided],
         jobs=[ingest_job],
-        sensors=[build_upload_sensor(ingest_job, batch_size=settings.ingest_batch_size)],
+        sensors=[
+            build_upload_sensor(ingest_job, batch_size=settings.ingest_batch_size),
+            build_reconcile_sensor(ingest_job, batch_size=settings.ingest_batch_size),
+            build_retry_sensor(ingest_job, batch_size=settings.ingest_batch_size),
+        ],
         resources=build_resources(settings),
     )
 

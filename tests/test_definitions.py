@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import importlib
+
 import dagster as dg
+import yaml
 
 from covr_core.settings import Settings
 from covr_pipelines.definitions import INGEST_JOB, build_definitions
 
+ASSETS = {"uploaded_images", "book_identifications", "dedup_decisions", "cover_vectors"}
+CHECKS = {("uploaded_images", "every_object_recorded"), ("dedup_decisions", "every_accepted_image_decided")}
+SENSORS = {"new_uploads_sensor", "upload_reconcile_sensor", "failed_images_retry_sensor"}
 
-def test_definitions_load_and_resolve(tmp_path):
-    defs = build_definitions(Settings(home=tmp_path))
+
+def _assert_complete(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
-
-    asset_keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert {"uploaded_images", "book_identifications", "dedup_decisions", "cover_vectors"} <= asset_keys
-    assert defs.resolve_job_def(INGEST_JOB).name == INGEST_JOB
-    assert {s.name for s in repo.sensor_defs} == {"new_uploads_sensor"}
-    assert len(list(repo.asset_graph.asset_check_keys)) >= 2
+    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS
+    assert {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys} == CHECKS
+    assert {s.name for s in repo.sensor_defs} == SENSORS
+    job = defs.resolve_job_def(INGEST_JOB)
+    assert {n.name for n in job.nodes} >= ASSETS
+    for sensor in repo.sensor_defs:
+        assert sensor.job_name == INGEST_JOB
     dg.Definitions.validate_loadable(defs)
 
 
-def test_workspace_points_at_the_definitions_module():
-    import yaml
+def test_built_definitions_load_and_resolve(tmp_path):
+    _assert_complete(build_definitions(Settings(home=tmp_path)))
 
+
+def test_the_definitions_workspace_yaml_loads_resolve(tmp_path, monkeypatch):
+    """What `dagster dev -w workspace.yaml` loads: the module and attribute it names, settings from the environment."""
     with open("workspace.yaml") as f:
-        workspace = yaml.safe_load(f)
-    target = workspace["load_from"][0]["python_module"]
-    assert target["module_name"] == "covr_pipelines.definitions"
-    assert target["attribute"] == "defs"
+        target = yaml.safe_load(f)["load_from"][0]["python_module"]
+    monkeypatch.setenv("COVR_HOME", str(tmp_path))
+    loaded = getattr(importlib.import_module(target["module_name"]), target["attribute"])
+
+    defs = loaded() if not isinstance(loaded, dg.Definitions) else loaded
+    _assert_complete(defs)
+    assert defs.resources["postgres"].home == str(tmp_path.absolute())

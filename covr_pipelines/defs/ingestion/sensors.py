@@ -4,11 +4,12 @@
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from covr_pipelines.resources import ObjectStoreResource
+from covr_core.failures import open_failures
+from covr_pipelines.resources import ObjectStoreResource, PostgresResource
 
 UPLOAD_PREFIX = "uploads/"
 # Objects can appear in a listing later than newer ones (a slow upload keeps its start time as
@@ -104,3 +105,69 @@ def build_upload_sensor(job, *, batch_size: int = 64, minimum_interval_seconds: 
         return [ingest_run_request([o.key for o in b], run_key_for(b)) for b in batches]
 
     return new_uploads_sensor
+
+
+def unrecorded_uploads(objects, recorded_keys: set[str], now: datetime):
+    """Pure: listed uploads older than the overlap that have neither an image row nor a recorded failure.
+
+    Younger objects are still the high-water sensor's; older ones it can no longer see.
+    """
+    return sorted(
+        (o for o in objects if o.key not in recorded_keys and o.last_modified < now - OVERLAP),
+        key=lambda o: (o.last_modified, o.key),
+    )
+
+
+def build_reconcile_sensor(job, *, batch_size: int = 64, minimum_interval_seconds: int = 600):
+    @dg.sensor(
+        name="upload_reconcile_sensor",
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Compares the whole uploads/ listing with media.image and ingests what the high-water mark missed.",
+    )
+    def upload_reconcile_sensor(
+        context: dg.SensorEvaluationContext, object_store: ObjectStoreResource, postgres: PostgresResource
+    ):
+        store = object_store.store()
+        listed = list(store.list_since(UPLOAD_PREFIX, None))
+        with postgres.connection() as conn:
+            recorded = {r["object_key"] for r in conn.execute(
+                "select object_key from media.image union select object_key from ingest.failure").fetchall()}
+        now = datetime.now(UTC)
+        missed = unrecorded_uploads(listed, recorded, now)
+        if not missed:
+            return dg.SkipReason(f"all {len(listed)} uploads in {store.describe()} are recorded")
+        context.log.warning(f"{len(missed)} uploads missed by the high-water sensor, e.g. {missed[0].key}")
+        # The hour in the run key lets a batch whose run failed be submitted again an hour later, never sooner.
+        hour = now.strftime("%Y%m%d%H")
+        batches = [missed[i : i + batch_size] for i in range(0, len(missed), batch_size)][:MAX_RUNS_PER_TICK]
+        return [ingest_run_request([o.key for o in b], f"reconcile:{hour}:{run_key_for(b)}") for b in batches]
+
+    return upload_reconcile_sensor
+
+
+def build_retry_sensor(job, *, batch_size: int = 64, minimum_interval_seconds: int = 60):
+    @dg.sensor(
+        name="failed_images_retry_sensor",
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Retries images whose ingest failed (store, Open Library, a stage's error) once their backoff is due.",
+    )
+    def failed_images_retry_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
+        with postgres.connection() as conn:
+            due = open_failures(conn, due_only=True, limit=batch_size * MAX_RUNS_PER_TICK)
+        if not due:
+            return dg.SkipReason("no failed image is due for a retry")
+        requests = []
+        for i in range(0, len(due), batch_size):
+            batch = due[i : i + batch_size]
+            # Attempt numbers in the run key: the same attempt is never submitted twice.
+            members = sorted(f"{f['object_key']}#{f['attempts']}" for f in batch)
+            digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
+            requests.append(ingest_run_request([f["object_key"] for f in batch], f"retry:{digest}"))
+        context.log.info(f"retrying {len(due)} failed images in {len(requests)} runs")
+        return requests
+
+    return failed_images_retry_sensor

@@ -1,0 +1,146 @@
+"""Bad input and concurrency in real Dagster runs: one bad object never sinks a batch, and no upload is left behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from covr_core.failures import record_failure
+from covr_pipelines.definitions import ingest_job
+from covr_pipelines.defs.ingestion.sensors import OVERLAP, build_reconcile_sensor, build_retry_sensor
+from covr_pipelines.samples import jpeg_bytes
+from PIL import Image
+from tests.pipelines.conftest import cover_photo, upload
+from tests.pipelines.test_ingest_assets import images_by_key, run_ingest
+
+
+def test_a_one_pixel_jpeg_and_a_stray_key_do_not_sink_the_valid_photo(conn, catalog, resources, store, user):
+    alice = user("alice")
+    good = upload(store, alice, cover_photo(catalog[0], seed=1))
+    tiny = upload(store, alice, jpeg_bytes(Image.new("RGB", (1, 1), (200, 10, 10))))
+    stray = "uploads/alice/x.jpg"
+    store.put(stray, b"not under a user id")
+
+    result = run_ingest(resources, [good, tiny, stray])
+    rows = images_by_key(conn, [good, tiny, stray])
+
+    assert rows[good]["status"] == "accepted" and rows[good]["decision"] == "new_copy"
+    assert rows[tiny]["status"] == "rejected"
+    assert "1x1 pixels" in rows[tiny]["rejection_reason"]
+    assert stray not in rows
+    metadata = result.asset_materializations_for_node("uploaded_images")[0].metadata
+    assert metadata["not_an_upload"].value == 1 and metadata["accepted"].value == 1
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+
+
+def test_an_object_deleted_after_listing_is_failed_for_retry_and_the_rest_proceeds(conn, catalog, resources,
+                                                                                   store, user):
+    bob = user("bob")
+    good = upload(store, bob, cover_photo(catalog[1], seed=2))
+    gone = f"uploads/{bob}/{uuid.uuid4()}.jpg"  # listed by the sensor, deleted before the run read it
+
+    run_ingest(resources, [good, gone])
+
+    assert images_by_key(conn, [good])[good]["status"] == "accepted"
+    failure = conn.execute("select * from ingest.failure where object_key = %s", (gone,)).fetchone()
+    assert failure["stage"] == "upload" and "ObjectNotFound" in failure["reason"]
+    assert failure["attempts"] == 1 and failure["next_attempt_at"] is not None
+
+    # Put back, then retried: processed once, and the failure is resolved.
+    store.put(gone, cover_photo(catalog[2], seed=3))
+    run_ingest(resources, [gone])
+    row = images_by_key(conn, [gone])[gone]
+    assert row["status"] == "accepted" and row["decision"] == "new_copy"
+    assert conn.execute("select resolved_at from ingest.failure where object_key = %s",
+                        (gone,)).fetchone()["resolved_at"] is not None
+
+
+def test_an_overwritten_key_is_refused_and_the_first_version_kept(conn, catalog, resources, store, user):
+    carol = user("carol")
+    key = upload(store, carol, cover_photo(catalog[0], seed=4))
+    run_ingest(resources, [key])
+    first = images_by_key(conn, [key])[key]
+
+    store.put(key, cover_photo(catalog[3], seed=5))
+    result = run_ingest(resources, [key])
+
+    after = images_by_key(conn, [key])[key]
+    assert after["image_id"] == first["image_id"] and after["sha256"] == first["sha256"]
+    refusal = conn.execute("select reason from ingest.overwrite_refusal where object_key = %s", (key,)).fetchone()
+    assert "was overwritten" in refusal["reason"]
+    assert result.asset_materializations_for_node("uploaded_images")[0].metadata["overwrite_refused"].value == 1
+
+
+def test_two_runs_over_the_same_members_in_opposite_order_make_one_copy_each(conn, catalog, resources, store,
+                                                                            user):
+    x, y = user("xavier"), user("yvonne")
+    book = catalog[4]
+    x_keys = [upload(store, x, cover_photo(book, seed=s)) for s in (10, 11)]
+    y_keys = [upload(store, y, cover_photo(book, seed=s)) for s in (12, 13)]
+    batches = [[x_keys[0], y_keys[0]], [y_keys[1], x_keys[1]]]
+    outcomes = []
+
+    def ingest(keys):
+        outcomes.append(run_ingest(resources, keys).success)
+
+    threads = [threading.Thread(target=ingest, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+
+    assert outcomes == [True, True]
+    copies = conn.execute(
+        """
+        select c.current_holder_id, count(*) as n from catalog.copy c join catalog.book b using (book_id)
+        where b.isbn13 = %s group by c.current_holder_id
+        """,
+        (book["isbn13"],),
+    ).fetchall()
+    assert sorted(r["n"] for r in copies) == [1, 1]
+    decisions = [r["decision"] for r in images_by_key(conn, x_keys + y_keys).values()]
+    assert sorted(decisions) == ["existing_copy", "existing_copy", "new_copy", "new_copy"]
+
+
+def _sensor_tick(sensor, resources):
+    with dg.build_sensor_context(resources=resources) as context:
+        result = sensor(context)
+    return result if isinstance(result, list) else [result]
+
+
+def test_the_reconcile_pass_ingests_a_late_object_older_than_the_overlap(conn, catalog, resources, store, user):
+    dora = user("dora")
+    late = upload(store, dora, cover_photo(catalog[0], seed=6))
+    long_ago = (datetime.now(UTC) - OVERLAP - timedelta(hours=2)).timestamp()
+    os.utime(store.root / late, (long_ago, long_ago))
+    sensor = build_reconcile_sensor(ingest_job, batch_size=8)
+
+    [request] = _sensor_tick(sensor, resources)
+    assert isinstance(request, dg.RunRequest)
+    keys = request.run_config["ops"]["uploaded_images"]["config"]["object_keys"]
+    assert keys == [late]
+
+    run_ingest(resources, keys)
+    assert images_by_key(conn, [late])[late]["decision"] == "new_copy"
+    [skip] = _sensor_tick(sensor, resources)
+    assert isinstance(skip, dg.SkipReason)
+
+
+def test_the_retry_sensor_submits_only_failures_whose_backoff_is_due(conn, resources, user):
+    erin = user("erin")
+    due, later = (f"uploads/{erin}/{uuid.uuid4()}.jpg" for _ in range(2))
+    for key in (due, later):
+        record_failure(conn, object_key=key, stage="upload", reason="upload failed: OSError: store down",
+                       run_id="r1", uploader_id=erin)
+    conn.execute("update ingest.failure set next_attempt_at = now() - interval '1 second' where object_key = %s",
+                 (due,))
+    conn.commit()
+    sensor = build_retry_sensor(ingest_job, batch_size=8)
+
+    [request] = _sensor_tick(sensor, resources)
+
+    assert request.run_config["ops"]["uploaded_images"]["config"]["object_keys"] == [due]
