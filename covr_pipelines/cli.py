@@ -56,8 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.set_defaults(handler=cmd_catalog_import)
 
     ingest = sub.add_parser("ingest", help="upload photos as a user and run the ingest job in-process")
-    ingest.add_argument("--as", dest="user", required=True, metavar="USER", help="the uploader's handle")
-    ingest.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    ingest.add_argument("--as", dest="user", metavar="USER", help="the uploader's handle")
+    ingest.add_argument("paths", nargs="*", type=Path, metavar="FILE_OR_DIR")
+    ingest.add_argument("--retry", action="append", default=[], metavar="IMAGE_ID",
+                        help="retry a failed image now (its image id or object key); repeatable")
+    ingest.add_argument("--retry-failed", action="store_true", help="retry every failed image now")
     ingest.add_argument("--json", action="store_true", help="one JSON object per line")
     ingest.set_defaults(handler=cmd_ingest)
 
@@ -169,6 +172,12 @@ def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
 
 
 def cmd_ingest(args, settings: Settings) -> int:
+    if args.retry or args.retry_failed:
+        if args.paths or args.user:
+            raise UsageError("--retry and --retry-failed take no files and no --as: they re-run failed images")
+        return _retry(args, settings)
+    if not args.user or not args.paths:
+        raise UsageError("covr ingest needs --as USER and at least one FILE_OR_DIR (or --retry / --retry-failed)")
     handle = normalise_handle(args.user)
     files = _expand(args.paths)
     db = _open(settings)
@@ -189,14 +198,47 @@ def cmd_ingest(args, settings: Settings) -> int:
             keys.append(key)
         if any(keys):
             _execute(settings, db, [k for k in keys if k])
-        with db.connection() as conn:
-            rows = {r["object_key"]: r for r in conn.execute(_RESULTS_SQL, ([k for k in keys if k],)).fetchall()}
-        for path, key in zip(files, keys):
-            line = _result_line(path, rows.get(key) if key else None, key)
-            print(json.dumps(line) if args.json else _human(line), flush=True)
+        _print_results(db, list(zip(map(str, files), keys)), as_json=args.json)
     finally:
         db.close()
     return 0
+
+
+def _retry(args, settings: Settings) -> int:
+    """Run the ingest job now over failed images, named or all; each gets its result line like a new upload."""
+    from covr_core.failures import failures_for, open_failures
+
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            if args.retry_failed:
+                failures, unknown = open_failures(conn), []
+            else:
+                failures, unknown = failures_for(conn, args.retry)
+        if unknown:
+            raise UsageError(f"no failed image named {', '.join(unknown)}; `covr ingest --retry-failed` retries all")
+        keys = [f["object_key"] for f in failures]
+        if keys:
+            _execute(settings, db, keys)
+        elif not args.json:
+            print("no failed images to retry")
+        _print_results(db, [(k, k) for k in keys], as_json=args.json)
+    finally:
+        db.close()
+    return 0
+
+
+def _print_results(db: Database, items: list[tuple[str, str | None]], *, as_json: bool) -> None:
+    """One line per (file, object key), in input order: what ingest recorded, or why nothing was."""
+    keys = [k for _, k in items if k]
+    with db.connection() as conn:
+        rows = {r["object_key"]: r for r in conn.execute(_RESULTS_SQL, (keys,)).fetchall()}
+        failures = {r["object_key"]: r for r in conn.execute(
+            "select object_key, reason from ingest.failure where object_key = any(%s) and resolved_at is null",
+            (keys,)).fetchall()}
+    for file, key in items:
+        line = _result_line(file, rows.get(key) if key else None, key, failures.get(key))
+        print(json.dumps(line) if as_json else _human(line), flush=True)
 
 
 def cmd_run(args, settings: Settings) -> int:
@@ -239,7 +281,7 @@ def cmd_demo(args, settings: Settings) -> int:
 
 
 _RESULTS_SQL = """
-select d.object_key, d.image_id, d.status, d.rejection_reason, d.sha256, d.phash, d.isbn13,
+select d.object_key, d.image_id, d.status, d.rejection_reason, d.failure_reason, d.sha256, d.phash, d.isbn13,
        coalesce(b.title, i.title) as title, d.book_id, d.decision, d.match_reason, d.confidence,
        d.identification_source, r.copy_id, r.matched_copy_id
 from read_model.ingest_decision d
@@ -258,18 +300,18 @@ select (select count(*) from catalog.book) as books,
 """
 
 
-def _result_line(path: Path, row: dict | None, key: str | None) -> dict:
+def _result_line(file: str, row: dict | None, key: str | None, failure: dict | None = None) -> dict:
     line = dict.fromkeys(JSON_KEYS)
-    line["file"] = str(path)
+    line["file"] = file
     if row is None:
-        line["status"] = "rejected"
-        line["reason"] = f"file {path} does not exist or is not a regular file" if key is None else (
-            f"upload {key} was not ingested; see the run's logs")
+        line["status"] = "failed" if failure else "rejected"
+        line["reason"] = f"file {file} does not exist or is not a regular file" if key is None else (
+            failure["reason"] if failure else f"upload {key} was not ingested; see the run's logs")
         return line
     line.update(
         image_id=str(row["image_id"]),
         status=row["status"],
-        reason=row["rejection_reason"],
+        reason=row["rejection_reason"] or row["failure_reason"],
         sha256=row["sha256"],
         phash=row["phash"],
         isbn13=row["isbn13"],
@@ -285,8 +327,10 @@ def _result_line(path: Path, row: dict | None, key: str | None) -> dict:
 
 
 def _human(line: dict) -> str:
-    if line["status"] == "rejected":
-        return f"{line['file']}: rejected: {line['reason']}"
+    if line["status"] in ("rejected", "failed"):
+        retry = f" (retried automatically; now: covr ingest --retry {line['image_id']})" if (
+            line["status"] == "failed" and line["image_id"]) else ""
+        return f"{line['file']}: {line['status']}: {line['reason']}{retry}"
     what = f"{line['title']!r}" if line["title"] else "no book identified"
     isbn = f" (ISBN {line['isbn13']})" if line["isbn13"] else ""
     via = f" via {line['source']}" if line["source"] else ""

@@ -163,3 +163,30 @@ def test_an_unknown_isbn_takes_its_metadata_from_open_library(covr, tmp_path, co
     assert (stored["metadata_source"], stored["needs_review"]) == ("openlibrary", False)
     assert stored["authors"] == ["Ines Moreau"] and stored["published_year"] == 2011
     assert len(requests) == 1 and f"ISBN:{book['isbn13']}" in unquote(requests[0])
+
+
+def test_retry_ingests_a_failed_upload_once_and_names_unknown_ids(covr, tmp_path, conn, capsys):
+    import uuid
+
+    from covr_core.failures import record_failure
+    from covr_core.storage import LocalObjectStore
+
+    covr("alice", _photo(tmp_path, "first", ORCHARD, seed=2))
+    alice = str(conn.execute("select user_id from contact.user where handle = 'alice'").fetchone()["user_id"])
+    key = f"uploads/{alice}/{uuid.uuid4()}.jpg"
+    # What a run records when the store was down while it read this object.
+    record_failure(conn, object_key=key, stage="upload", reason="upload failed: OSError: store unreachable",
+                   run_id="earlier-run", uploader_id=alice)
+    conn.commit()
+    LocalObjectStore(tmp_path / "home" / "objects").put(key, _photo(tmp_path, "again", EDITION_1, seed=3).read_bytes())
+
+    assert main(["ingest", "--retry", key, "--json"]) == 0
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+
+    assert (line["file"], line["status"], line["decision"]) == (key, "accepted", "new_copy")
+    assert conn.execute("select count(*) as n from ingest.failure where resolved_at is null").fetchone()["n"] == 0
+    assert main(["ingest", "--retry-failed"]) == 0
+    assert "no failed images to retry" in capsys.readouterr().out
+    assert main(["ingest", "--retry", str(uuid.uuid4())]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("covr: no failed image named")
