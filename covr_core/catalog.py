@@ -117,6 +117,8 @@ def normalize_language(value: str | None) -> str | None:
 
 def _brief(value: Any, limit: int = 40) -> str:
     """repr(value), cut short: a message quotes the offending cell without echoing a megabyte of it."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit] + "…")
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -128,7 +130,7 @@ def _refuse_control_characters(what: str, text: str) -> None:
             raise ValueError(f"{what} {_brief(text)} contains the control character U+{ord(c):04X}")
 
 
-def _clean_list(value: Any, *, what: str, max_items: int, max_chars: int) -> list[str]:
+def _clean_list(value: Any, *, what: str, one: str, max_items: int, max_chars: int) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -144,8 +146,8 @@ def _clean_list(value: Any, *, what: str, max_items: int, max_chars: int) -> lis
             raise ValueError(f"{what} entry {_brief(item)} is not text")
         name = " ".join(item.split())
         if len(name) > max_chars:
-            raise ValueError(f"{what} entry {_brief(name)} is {len(name)} characters, over the {max_chars} limit")
-        _refuse_control_characters(f"{what} entry", name)
+            raise ValueError(f"{one} {_brief(name)} is {len(name)} characters, over the {max_chars} limit")
+        _refuse_control_characters(one, name)
         if name and name.casefold() not in seen:
             seen.add(name.casefold())
             out.append(name)
@@ -215,12 +217,12 @@ class BookRecord(BaseModel):
     @field_validator("authors", mode="before")
     @classmethod
     def _authors(cls, value: Any) -> list[str]:
-        return _clean_list(value, what="authors", max_items=MAX_AUTHORS, max_chars=AUTHOR_MAX_CHARS)
+        return _clean_list(value, what="authors", one="author", max_items=MAX_AUTHORS, max_chars=AUTHOR_MAX_CHARS)
 
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> list[str]:
-        return _clean_list(value, what="tags", max_items=MAX_TAGS, max_chars=TAG_MAX_CHARS)
+        return _clean_list(value, what="tags", one="tag", max_items=MAX_TAGS, max_chars=TAG_MAX_CHARS)
 
     @field_validator("published_year", mode="before")
     @classmethod
