@@ -380,7 +380,7 @@ class CatalogFile:
         # ever raise it.
         csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
         f = io.StringIO(text, newline="")
-        first_line = text.splitlines()[0]
+        first_line = text.split("\n", 1)[0]
         delimiter = "\t" if first_line.count("\t") > first_line.count(",") else ","
         reader = csv.reader(f, delimiter=delimiter)
         header = [h.strip() for h in next(reader, [])]
@@ -430,19 +430,19 @@ def _decode_unknown(path: Path, data: bytes) -> tuple[str, str, str | None]:
         return data.decode("utf-8-sig"), "utf-8", None
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        not_utf8 = f"not UTF-8 (byte 0x{data[exc.start]:02x} on line {line})"
+        not_utf8 = f"byte 0x{data[exc.start]:02x} on line {line} is not UTF-8"
     if b"\0" in data:
         # NUL bytes without a BOM: binary, or UTF-16 without one; refused by the caller either way.
         return data.decode("latin-1"), "latin-1", not_utf8
     detected = _detect_encoding(data)
     if detected is not None:
-        return data.decode(detected), _codec_name(detected), f"detected: the file is {not_utf8}"
+        return data.decode(detected), _codec_name(detected), f"detected, as {not_utf8}"
     for codec in ("cp1252", "latin-1"):  # latin-1 decodes any byte, so this ends the search
         try:
             text = data.decode(codec)
         except UnicodeDecodeError:
             continue
-        return text, _codec_name(codec), f"a guess: the file is {not_utf8} and its encoding could not be detected"
+        return text, _codec_name(codec), f"a guess, as {not_utf8} and no encoding was detected"
     raise AssertionError("latin-1 decodes every byte")
 
 

@@ -248,7 +248,7 @@ def test_a_latin1_csv_is_decoded_as_what_it_is(tmp_path):
 
     detected = CatalogFile.open(path)
     assert detected.encoding == "cp1252"
-    assert detected.encoding_note.startswith("detected: the file is not UTF-8 (byte 0xe9 on line 2)")
+    assert detected.encoding_note == "detected, as byte 0xe9 on line 2 is not UTF-8"
     assert [b.title for b in detected.rows()] == ["Café Crème", "Les Misérables"]
 
     given = CatalogFile.open(path, encoding="latin-1")
@@ -268,7 +268,7 @@ def test_without_charset_normalizer_a_non_utf8_file_is_read_as_cp1252_and_says_i
 
     catalog = CatalogFile.open(path)
     assert catalog.encoding == "cp1252"
-    assert catalog.encoding_note.startswith("a guess: the file is not UTF-8")
+    assert catalog.encoding_note == "a guess, as byte 0xe9 on line 2 is not UTF-8 and no encoding was detected"
     assert [b.title for b in catalog.rows()] == ["Café"]
 
 
