@@ -128,8 +128,9 @@ def cmd_catalog_import(args, settings: Settings) -> int:
         rows = list(catalog.rows())  # read the whole file first: one that cannot be read imports nothing
     except OSError as exc:
         raise UsageError(f"cannot read catalog file {args.file}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # CatalogFileError, and any UnicodeError, name the file and what is wrong
-        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # CatalogFileError names the file; anything else (a UnicodeError) may not
+        message = str(exc)
+        raise UsageError(message if str(args.file) in message else f"{args.file}: {message}") from None
     db = _open(settings)
     try:
         with db.connection() as conn:
