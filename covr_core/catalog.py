@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
 import re
@@ -14,12 +16,14 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
 from covr_core.isbn import is_valid_isbn10, is_valid_isbn13, normalize_isbn
 
 __all__ = [
     "BookRecord",
+    "CatalogFile",
+    "CatalogFileError",
     "ImportReport",
     "RowError",
     "find_book_by_isbn",
@@ -32,6 +36,12 @@ __all__ = [
 ]
 
 MIN_YEAR, MAX_YEAR = 1400, 2100
+# Field limits, checked before the database sees a row (README "Catalog import" lists them). Generous for real
+# books (the longest titles in Open Library are around 400 characters); a cell over them is a mistake in the file,
+# such as a whole review pasted into the title, and would otherwise bloat the search index or overflow a tsvector.
+TITLE_MAX_CHARS = 500
+AUTHOR_MAX_CHARS, MAX_AUTHORS = 200, 20
+TAG_MAX_CHARS, MAX_TAGS = 64, 50
 
 # Names people and Open Library (MARC codes) use for the languages most books are in. Anything else that already
 # looks like a code passes through; anything else is dropped rather than guessed.
@@ -105,7 +115,22 @@ def normalize_language(value: str | None) -> str | None:
     return None
 
 
-def _clean_list(value: Any, *, what: str) -> list[str]:
+def _brief(value: Any, limit: int = 40) -> str:
+    """repr(value), cut short: a message quotes the offending cell without echoing a megabyte of it."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit] + "…")
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _refuse_control_characters(what: str, text: str) -> None:
+    # PostgreSQL text cannot hold NUL, and other control characters in a title are debris from a binary export.
+    for c in text:
+        if unicodedata.category(c) == "Cc":
+            raise ValueError(f"{what} {_brief(text)} contains the control character U+{ord(c):04X}")
+
+
+def _clean_list(value: Any, *, what: str, one: str, max_items: int, max_chars: int) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -118,11 +143,16 @@ def _clean_list(value: Any, *, what: str) -> list[str]:
     seen: set[str] = set()
     for item in items:
         if not isinstance(item, str):
-            raise ValueError(f"{what} entry {item!r} is not text")
+            raise ValueError(f"{what} entry {_brief(item)} is not text")
         name = " ".join(item.split())
+        if len(name) > max_chars:
+            raise ValueError(f"{one} {_brief(name)} is {len(name)} characters, over the {max_chars} limit")
+        _refuse_control_characters(one, name)
         if name and name.casefold() not in seen:
             seen.add(name.casefold())
             out.append(name)
+    if len(out) > max_items:
+        raise ValueError(f"{len(out)} {what}, over the {max_items} limit")
     return out
 
 
@@ -136,13 +166,19 @@ def _isbn_problem(raw: str) -> str:
         return f"ISBN {compact} has a bad checksum"
     if re.fullmatch(r"\d{9}[\dXx]", compact) and not is_valid_isbn10(compact.upper()):
         return f"ISBN {compact} has a bad checksum"
-    return f"ISBN {raw.strip()!r} is not 10 or 13 digits"
+    return f"ISBN {_brief(raw.strip())} is not 10 or 13 digits"
 
 
 class BookRecord(BaseModel):
-    """One edition as a catalog file, Open Library or a person describes it; validated before it reaches the DB."""
+    """One edition as a catalog file, Open Library or a person describes it; validated before it reaches the DB.
+
+    Limits: title up to TITLE_MAX_CHARS, up to MAX_AUTHORS authors of AUTHOR_MAX_CHARS each, up to MAX_TAGS tags of
+    TAG_MAX_CHARS each (lengths after whitespace is collapsed); a record over any of them is refused, not truncated.
+    """
 
     model_config = ConfigDict(extra="ignore")
+    # The record's line in the file it was read from, for error messages; not a field, so never stored or compared.
+    _line: int | None = PrivateAttr(default=None)
 
     isbn13: str | None = None
     title: str
@@ -159,7 +195,7 @@ class BookRecord(BaseModel):
         if isinstance(value, int):
             value = str(value)
         if not isinstance(value, str):
-            raise ValueError(f"ISBN {value!r} is not text")
+            raise ValueError(f"ISBN {_brief(value)} is not text")
         if not value.strip():
             return None
         isbn = normalize_isbn(value)
@@ -171,18 +207,22 @@ class BookRecord(BaseModel):
     @classmethod
     def _title(cls, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"title {value!r} is empty; every book needs a title")
-        return " ".join(value.split())
+            raise ValueError(f"title {_brief(value)} is empty; every book needs a title")
+        title = " ".join(value.split())
+        if len(title) > TITLE_MAX_CHARS:
+            raise ValueError(f"title is {len(title)} characters, over the {TITLE_MAX_CHARS} limit")
+        _refuse_control_characters("title", title)
+        return title
 
     @field_validator("authors", mode="before")
     @classmethod
     def _authors(cls, value: Any) -> list[str]:
-        return _clean_list(value, what="authors")
+        return _clean_list(value, what="authors", one="author", max_items=MAX_AUTHORS, max_chars=AUTHOR_MAX_CHARS)
 
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> list[str]:
-        return _clean_list(value, what="tags")
+        return _clean_list(value, what="tags", one="tag", max_items=MAX_TAGS, max_chars=TAG_MAX_CHARS)
 
     @field_validator("published_year", mode="before")
     @classmethod
@@ -194,7 +234,7 @@ class BookRecord(BaseModel):
         if isinstance(value, str) and re.fullmatch(r"\s*\d{1,4}(\.0)?\s*", value):
             value = int(float(value))
         if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"published_year {value!r} is not a year")
+            raise ValueError(f"published_year {_brief(value)} is not a year")
         if not MIN_YEAR <= value <= MAX_YEAR:
             raise ValueError(f"published_year {value} is outside {MIN_YEAR}..{MAX_YEAR}")
         return value
@@ -218,12 +258,25 @@ class RowError:
 
 @dataclass
 class ImportReport:
-    """What import_books did. `skipped`: ISBN-less duplicates and manually curated books left alone."""
+    """What import_books did with each record, every one counted once.
+
+    `skipped`: a book already in the catalog (an ISBN-less row matching one by title and first author) or curated
+    by hand (metadata_source 'manual'), left alone. `errors`: rows refused, by the file, by the record's rules, as
+    a duplicate ISBN, or by the database, in the order met.
+    """
 
     inserted: int
     updated: int
     errors: list[RowError] = field(default_factory=list)
     skipped: int = 0
+
+    @property
+    def refused(self) -> int:
+        return len(self.errors)
+
+    @property
+    def rows(self) -> int:
+        return self.inserted + self.updated + self.skipped + self.refused
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -232,16 +285,18 @@ def _validation_reason(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] != "value_error":  # pydantic's own wording does not name the field
             where = ".".join(str(p) for p in err["loc"]) or "row"
-            msg = f"{where} {err.get('input')!r}: {msg}" if "input" in err else f"{where}: {msg}"
+            msg = f"{where} {_brief(err['input'])}: {msg}" if "input" in err else f"{where}: {msg}"
         reasons.append(msg)
     return "; ".join(reasons)
 
 
 def _record_or_error(line: int, data: dict[str, Any]) -> BookRecord | RowError:
     try:
-        return BookRecord.model_validate(data)
+        record = BookRecord.model_validate(data)
     except ValidationError as exc:
         return RowError(line, _validation_reason(exc))
+    record._line = line
+    return record
 
 
 # --- reading files -------------------------------------------------------------------------------------------------
@@ -255,27 +310,77 @@ _GENERIC_COLUMNS = {
     "language": "language", "lang": "language",
     "tags": "tags",
 }  # fmt: skip
+# What a file that is not text usually turns out to be, so the refusal can say so.
+_BINARY_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (an .xlsx or .ods spreadsheet is one: save it as CSV)",
+    b"\x1f\x8b": "a gzip archive",
+}
+_UNICODE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                 (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # fmt: skip
 
 
-def read_catalog_file(path: str | os.PathLike[str]) -> Iterator[BookRecord | RowError]:
-    """Books from a JSONL file, a CSV with isbn13/title/authors/... headers, or a Goodreads library export.
+class CatalogFileError(ValueError):
+    """A catalog file that cannot be read at all (binary, undecodable, unrecognised); the message names the file."""
 
-    The format is detected from the content, not the file name. A row that cannot be used comes out as a RowError
-    with its line number, and reading carries on; an unrecognisable file raises ValueError naming it.
-    """
-    path = Path(path)
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        head = f.read(4096)
-        f.seek(0)
-        first = head.lstrip()[:1]
-        if first == "{":
-            yield from _read_jsonl(f)
-            return
-        if first == "[":
-            raise ValueError(f"{path}: a JSON array is not supported; write one JSON object per line (JSONL)")
+
+@dataclass(frozen=True)
+class CatalogFile:
+    """A catalog file decoded to text, and how: `encoding` is the codec used, `encoding_note` why, if not UTF-8."""
+
+    path: Path
+    text: str
+    encoding: str
+    encoding_note: str | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, encoding: str | None = None) -> CatalogFile:
+        """Read and decode `path`: in `encoding` if given, else UTF-8 (BOM or not), else the detected encoding.
+
+        Raises CatalogFileError for a binary file or one that is not valid text in the given encoding, and OSError
+        when the file cannot be read.
+        """
+        path = Path(path)
+        data = path.read_bytes()
+        for signature, what in _BINARY_SIGNATURES.items():
+            if data.startswith(signature):
+                raise CatalogFileError(f"{path} is {what}, not a catalog file")
+        if encoding is not None:
+            text, name, note = _decode_as(path, data, encoding), _codec_name(encoding), None
+        else:
+            text, name, note = _decode_unknown(path, data)
+        nul = text.find("\0")
+        if nul >= 0:
+            line = text.count("\n", 0, nul) + 1
+            raise CatalogFileError(
+                f"{path} is binary, not a catalog file (a NUL character on line {line}; "
+                "UTF-16 text without a byte-order mark needs its encoding named)"
+            )
+        return cls(path, text.removeprefix("\ufeff"), name, note)
+
+    def rows(self) -> Iterator[BookRecord | RowError]:
+        """One BookRecord or RowError per non-blank data row, in file order, each knowing its line.
+
+        The format is detected from the content, not the file name: JSONL, a JSON array of objects, a CSV (or tab
+        separated) file with isbn13/title/authors/... headers, or a Goodreads library export. A row that cannot be
+        used comes out as a RowError and reading carries on; an unrecognisable file raises CatalogFileError.
+        """
+        text = self.text
+        first = text.lstrip()[:1]
         if not first:
             return
-        first_line = head.splitlines()[0] if head.splitlines() else ""
+        if first in "[{":
+            yield from _read_json(self.path, text)
+            return
+        # A cell may legitimately be long (a Goodreads review), and an absurd one must become a refused row rather
+        # than a csv.Error that ends the file, so no cell may exceed the limit. The limit is process-wide: only
+        # ever raise it.
+        csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+        f = io.StringIO(text, newline="")
+        first_line = text.split("\n", 1)[0]
         delimiter = "\t" if first_line.count("\t") > first_line.count(",") else ","
         reader = csv.reader(f, delimiter=delimiter)
         header = [h.strip() for h in next(reader, [])]
@@ -285,10 +390,124 @@ def read_catalog_file(path: str | os.PathLike[str]) -> Iterator[BookRecord | Row
         elif "title" in lowered:
             yield from _read_rows(reader, lowered, _generic_row)
         else:
-            raise ValueError(
-                f"{path}: unrecognised catalog format; the header {header[:8]} has no 'title' column "
-                f"(expected a CSV with isbn13,title,authors,..., a Goodreads export, or JSONL)"
+            shown = ", ".join(_brief(h, 30) for h in header[:8])
+            raise CatalogFileError(
+                f"{self.path}: unrecognised catalog format; the header [{shown}] has no 'title' column "
+                f"(expected a CSV with isbn13,title,authors,..., a Goodreads export, JSONL or a JSON array)"
             )
+
+
+def read_catalog_file(path: str | os.PathLike[str], *, encoding: str | None = None) -> Iterator[BookRecord | RowError]:
+    """Books from a catalog file, one BookRecord or RowError per row: CatalogFile.open(path).rows()."""
+    yield from CatalogFile.open(path, encoding=encoding).rows()
+
+
+def _codec_name(encoding: str) -> str:
+    name = codecs.lookup(encoding).name
+    return "utf-8" if name == "utf-8-sig" else name
+
+
+def _decode_as(path: Path, data: bytes, encoding: str) -> str:
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise CatalogFileError(f"{path}: unknown encoding {encoding!r}") from None
+    try:
+        return data.decode("utf-8-sig" if codec == "utf-8" else codec)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CatalogFileError(
+            f"{path} is not valid {codec}: byte 0x{data[exc.start]:02x} on line {line} cannot be decoded"
+        ) from None
+
+
+def _decode_unknown(path: Path, data: bytes) -> tuple[str, str, str | None]:
+    """(text, encoding, note): UTF-8 when it is (the common case, BOM or not), else the most plausible legacy one."""
+    for bom, codec in _UNICODE_BOMS:
+        if data.startswith(bom):
+            return _decode_as(path, data, codec), codec, None
+    try:
+        return data.decode("utf-8-sig"), "utf-8", None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        not_utf8 = f"byte 0x{data[exc.start]:02x} on line {line} is not UTF-8"
+    if b"\0" in data:
+        # NUL bytes without a BOM: binary, or UTF-16 without one; refused by the caller either way.
+        return data.decode("latin-1"), "latin-1", not_utf8
+    detected = _detect_encoding(data)
+    if detected is not None:
+        return data.decode(detected), _codec_name(detected), f"detected, as {not_utf8}"
+    for codec in ("cp1252", "latin-1"):  # latin-1 decodes any byte, so this ends the search
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        return text, _codec_name(codec), f"a guess, as {not_utf8} and no encoding was detected"
+    raise AssertionError("latin-1 decodes every byte")
+
+
+def _detect_encoding(data: bytes) -> str | None:
+    """charset-normalizer's choice, if it is installed and the choice decodes the whole file."""
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:
+        return None
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return None
+    choice = best.encoding
+    # On the few hundred bytes of a small catalog, Western code pages tie (cp1250 reads "Crème" as "Crčme" as
+    # happily as cp1252 reads it right). Catalogs in a legacy encoding are overwhelmingly Excel's cp1252, so it
+    # wins a tie; a real difference (Cyrillic, Greek, CJK) still picks the other.
+    for m in matches:
+        if m.encoding == "cp1252" and m.chaos <= best.chaos and m.coherence >= best.coherence - 0.05:
+            choice = "cp1252"
+            break
+    try:
+        data.decode(choice)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    return choice
+
+
+def _read_json(path: Path, text: str) -> Iterator[BookRecord | RowError]:
+    """JSONL, a JSON array of objects, or one (possibly pretty-printed) object; each row numbered by its line."""
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("["):
+            # Inside a broken array there is no telling where the next row starts, so no row can be trusted.
+            raise CatalogFileError(
+                f"{path}: not a valid JSON array ({exc.msg} on line {exc.lineno}, column {exc.colno}); "
+                "nothing was read"
+            ) from None
+        yield from _read_jsonl(io.StringIO(text, newline=""))
+        return
+    start = len(text) - len(text.lstrip())
+    if isinstance(whole, dict):
+        yield _record_or_error(text.count("\n", 0, start) + 1, whole)
+        return
+    if not isinstance(whole, list):
+        raise CatalogFileError(f"{path}: a JSON {type(whole).__name__} is not a catalog; expected objects")
+    # Walk the array again to learn where each element starts; json.loads already proved it well formed.
+    decoder = json.JSONDecoder()
+    pos = start + 1
+    for _ in whole:
+        pos = _skip(text, pos, ",")
+        item, end = decoder.raw_decode(text, pos)
+        line = text.count("\n", 0, pos) + 1
+        if isinstance(item, dict):
+            yield _record_or_error(line, item)
+        else:
+            yield RowError(line, f"expected a JSON object, got {type(item).__name__}")
+        pos = end
+
+
+def _skip(text: str, pos: int, separator: str) -> int:
+    while text[pos].isspace() or text[pos] == separator:
+        pos += 1
+    return pos
 
 
 def _read_jsonl(lines: Iterable[str]) -> Iterator[BookRecord | RowError]:
@@ -310,7 +529,15 @@ def _read_rows(reader, header: list[str], to_record) -> Iterator[BookRecord | Ro
     # reader.line_num counts physical lines, so a quoted cell with line breaks (a Goodreads review) keeps the
     # reported line numbers true to what an editor shows.
     last_line = reader.line_num
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the reader has consumed the bad line, so the next row still reads
+            yield RowError(last_line + 1, f"not a readable CSV row ({exc})")
+            last_line = reader.line_num
+            continue
         start_line = last_line + 1
         last_line = reader.line_num
         if not any(cell.strip() for cell in row):
@@ -383,32 +610,63 @@ values (%(title)s, %(authors)s, %(published_year)s, %(language)s, %(tags)s, 'cat
 """
 
 
-def import_books(conn: psycopg.Connection, records: Iterable[BookRecord | RowError]) -> ImportReport:
-    """Upsert records into catalog.book by ISBN-13 in one transaction; RowErrors pass straight into the report.
+# SQLSTATE classes that are about the row's data (22 data exception, 23 integrity, 54 program limit such as "string
+# is too long for tsvector"): the row is refused and the import goes on. Anything else (a lost connection, a missing
+# table) is not the row's fault, so it ends the import and its transaction rolls back.
+_ROW_DATABASE_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
-    A record without an ISBN is inserted only if no book with the same title (series note and punctuation ignored)
-    and first author exists, so re-importing a file does not duplicate them.
+
+def import_books(conn: psycopg.Connection, records: Iterable[BookRecord | RowError]) -> ImportReport:
+    """Upsert records into catalog.book by ISBN-13 in one transaction, each record standing alone.
+
+    RowErrors pass straight into the report. Each record is written in a savepoint of its own, so one the database
+    refuses becomes a RowError and the others are kept. Within one call the first record with an ISBN wins: a later
+    record with the same ISBN is refused as a duplicate, naming the line of the first. A record without an ISBN is
+    inserted only if no book with the same title (series note and punctuation ignored) and first author exists, so
+    re-importing a file does not duplicate them. An exception other than a row's data error rolls everything back.
+
+    A RowError's line is the record's line in its file, or its 1-based position in `records` if it has none.
     """
     report = ImportReport(inserted=0, updated=0)
+    first_line_of: dict[str, int] = {}
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        for record in records:
+        for position, record in enumerate(records, start=1):
             if isinstance(record, RowError):
                 report.errors.append(record)
                 continue
-            params = record.model_dump()
+            line = record._line if record._line is not None else position
             if record.isbn13 is not None:
-                row = cur.execute(_UPSERT_BY_ISBN, params).fetchone()
-                if row is None:
-                    report.skipped += 1
-                elif row["inserted"]:
-                    report.inserted += 1
-                else:
-                    report.updated += 1
-            elif _insert_unless_known(cur, record):
-                report.inserted += 1
-            else:
-                report.skipped += 1
+                if record.isbn13 in first_line_of:
+                    report.errors.append(RowError(line, (
+                        f"duplicate of ISBN {record.isbn13} on line {first_line_of[record.isbn13]}; "
+                        "the first row wins")))
+                    continue
+                first_line_of[record.isbn13] = line
+            try:
+                with conn.transaction():
+                    outcome = _write(cur, record)
+            except _ROW_DATABASE_ERRORS as exc:
+                report.errors.append(RowError(line, f"refused by the database: {_database_reason(exc)}"))
+                continue
+            setattr(report, outcome, getattr(report, outcome) + 1)
     return report
+
+
+def _write(cur: psycopg.Cursor, record: BookRecord) -> str:
+    """'inserted', 'updated' or 'skipped': what writing one record did."""
+    if record.isbn13 is None:
+        return "inserted" if _insert_unless_known(cur, record) else "skipped"
+    row = cur.execute(_UPSERT_BY_ISBN, record.model_dump()).fetchone()
+    if row is None:
+        return "skipped"
+    return "inserted" if row["inserted"] else "updated"
+
+
+def _database_reason(exc: psycopg.Error) -> str:
+    primary = exc.diag.message_primary or str(exc).splitlines()[0]
+    if len(primary) > 160:  # Postgres quotes the offending value, which may be the megabyte that caused it
+        primary = primary[:159] + "…"
+    return f"{primary} ({exc.sqlstate})" if exc.sqlstate else primary
 
 
 def _insert_unless_known(cur: psycopg.Cursor, record: BookRecord) -> bool:

@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     catalog = sub.add_parser("catalog", help="the local book catalog").add_subparsers(required=True, metavar="ACTION")
     imp = catalog.add_parser("import", help="import books from JSONL, CSV or a Goodreads library export")
     imp.add_argument("file", type=Path)
+    imp.add_argument("--encoding", help="the file's text encoding (default: UTF-8, else detected)")
     imp.set_defaults(handler=cmd_catalog_import)
 
     ingest = sub.add_parser("ingest", help="upload photos as a user and run the ingest job in-process")
@@ -117,21 +118,36 @@ def cmd_status(args, settings: Settings) -> int:
 
 
 def cmd_catalog_import(args, settings: Settings) -> int:
-    from covr_core.catalog import RowError, import_books, read_catalog_file
+    """Every non-blank row is counted once: inserted, updated, skipped or refused (refusals on stderr by line)."""
+    import psycopg
+
+    from covr_core.catalog import CatalogFile, import_books
 
     if not args.file.is_file():
         raise UsageError(f"catalog file {args.file} does not exist")
+    try:
+        # cmd_demo builds its Namespace by hand, without --encoding.
+        catalog = CatalogFile.open(args.file, encoding=getattr(args, "encoding", None))
+        rows = list(catalog.rows())  # read the whole file first: one that cannot be read imports nothing
+    except OSError as exc:
+        raise UsageError(f"cannot read catalog file {args.file}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # CatalogFileError names the file; anything else (a UnicodeError) may not
+        message = str(exc)
+        raise UsageError(message if str(args.file) in message else f"{args.file}: {message}") from None
     db = _open(settings)
     try:
-        records = list(read_catalog_file(args.file))
         with db.connection() as conn:
-            report = import_books(conn, [r for r in records if not isinstance(r, RowError)])
-        errors = [r for r in records if isinstance(r, RowError)] + list(report.errors)
-        print(f"{args.file}: {report.inserted} inserted, {report.updated} updated, {len(errors)} refused")
-        for error in errors:
-            print(f"  line {error.line}: {error.reason}", file=sys.stderr)
+            report = import_books(conn, rows)
+    except psycopg.Error as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"{args.file}: the database stopped the import, nothing was imported: {first_line}") from None
     finally:
         db.close()
+    encoding = catalog.encoding + (f", {catalog.encoding_note}" if catalog.encoding_note else "")
+    print(f"{args.file}: {report.rows} rows: {report.inserted} inserted, {report.updated} updated, "
+          f"{report.skipped} skipped, {report.refused} refused (encoding {encoding})")
+    for error in sorted(report.errors, key=lambda e: e.line):
+        print(f"  {error}", file=sys.stderr)
     return 0
 
 

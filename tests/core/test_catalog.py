@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from pydantic import ValidationError
 
 from covr_core.catalog import (
+    AUTHOR_MAX_CHARS,
+    MAX_AUTHORS,
+    MAX_TAGS,
+    TAG_MAX_CHARS,
+    TITLE_MAX_CHARS,
     BookRecord,
+    CatalogFile,
+    CatalogFileError,
     RowError,
     find_book_by_isbn,
     import_books,
@@ -203,3 +211,150 @@ def test_one_transaction_a_failure_leaves_nothing(conn):
 def test_find_book_by_isbn_refuses_a_non_isbn(conn):
     with pytest.raises(ValueError, match="9780306406158 has a bad checksum"):
         find_book_by_isbn(conn, "9780306406158")
+
+
+# --- every row stands alone ------------------------------------------------------------------------------------------
+
+
+def test_field_limits_refuse_a_record_before_the_database():
+    assert len(BookRecord(title="t" * TITLE_MAX_CHARS).title) == TITLE_MAX_CHARS
+    with pytest.raises(ValidationError, match=r"title is 1048576 characters, over the 500 limit"):
+        BookRecord(title="t" * 1_048_576)
+    with pytest.raises(ValidationError, match=r"author 'a{40}…' is 201 characters, over the 200 limit"):
+        BookRecord(title="x", authors=["a" * (AUTHOR_MAX_CHARS + 1)])
+    with pytest.raises(ValidationError, match=r"21 authors, over the 20 limit"):
+        BookRecord(title="x", authors=[f"Author {i}" for i in range(MAX_AUTHORS + 1)])
+    with pytest.raises(ValidationError, match=r"tag 't{40}…' is 65 characters, over the 64 limit"):
+        BookRecord(title="x", tags=["t" * (TAG_MAX_CHARS + 1)])
+    with pytest.raises(ValidationError, match=r"51 tags, over the 50 limit"):
+        BookRecord(title="x", tags=[f"tag{i}" for i in range(MAX_TAGS + 1)])
+    with pytest.raises(ValidationError, match=r"control character U\+0000"):
+        BookRecord(title="Nul\x00Title")
+    assert len(BookRecord(title="x", authors=[f"A{i}" for i in range(MAX_AUTHORS)]).authors) == MAX_AUTHORS
+
+
+def test_a_huge_csv_cell_is_a_refused_row_and_the_rows_around_it_are_read(tmp_path):
+    huge = "T" * 1_048_576  # over the csv module's default 128 KiB field limit
+    text = f"isbn13,title,authors\n9780306406157,Before,A\n0439023483,{huge},B\n,After,C\n"
+    books, errors = _split(list(read_catalog_file(_write(tmp_path, "huge.csv", text))))
+
+    assert [b.title for b in books] == ["Before", "After"]
+    assert errors == [RowError(3, "title is 1048576 characters, over the 500 limit")]
+
+
+def test_a_latin1_csv_is_decoded_as_what_it_is(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("title,authors\nCafé Crème,Zoë Müller\nLes Misérables,Victor Hugo\n".encode("latin-1"))
+
+    detected = CatalogFile.open(path)
+    assert detected.encoding == "cp1252"
+    assert detected.encoding_note == "detected, as byte 0xe9 on line 2 is not UTF-8"
+    assert [b.title for b in detected.rows()] == ["Café Crème", "Les Misérables"]
+
+    given = CatalogFile.open(path, encoding="latin-1")
+    assert (given.encoding, given.encoding_note) == ("iso8859-1", None)
+    assert [b.authors for b in given.rows()] == [["Zoë Müller"], ["Victor Hugo"]]
+
+    with pytest.raises(CatalogFileError, match=r"latin1\.csv is not valid utf-8: byte 0xe9 on line 2"):
+        CatalogFile.open(path, encoding="utf-8")
+    with pytest.raises(CatalogFileError, match=r"unknown encoding 'klingon'"):
+        CatalogFile.open(path, encoding="klingon")
+
+
+def test_without_charset_normalizer_a_non_utf8_file_is_read_as_cp1252_and_says_it_guessed(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "charset_normalizer", None)  # import fails as if it were not installed
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("title\nCafé\n".encode("cp1252"))
+
+    catalog = CatalogFile.open(path)
+    assert catalog.encoding == "cp1252"
+    assert catalog.encoding_note == "a guess, as byte 0xe9 on line 2 is not UTF-8 and no encoding was detected"
+    assert [b.title for b in catalog.rows()] == ["Café"]
+
+
+def test_utf8_with_a_bom_and_utf16_with_a_bom_read_as_text(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufefftitle,authors\nÉtude,Renée\n".encode())
+    assert [(b.title, CatalogFile.open(path).encoding) for b in read_catalog_file(path)] == [("Étude", "utf-8")]
+    path.write_bytes("title\tauthors\nÉtude\tRenée\n".encode("utf-16"))
+    assert CatalogFile.open(path).encoding == "utf-16"
+    assert [b.authors for b in read_catalog_file(path)] == [["Renée"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"cover\.bin is a PNG image, not a catalog file"),
+        (b"PK\x03\x04\x14\x00", r"cover\.bin is a ZIP archive \(an \.xlsx"),
+        (b"title\nA\nB\x00\x01\x02", r"cover\.bin is binary, not a catalog file \(a NUL character on line 3"),
+    ],
+)
+def test_a_binary_file_is_refused_by_name(tmp_path, content, message):
+    path = tmp_path / "cover.bin"
+    path.write_bytes(content)
+    with pytest.raises(CatalogFileError, match=message):
+        list(read_catalog_file(path))
+
+
+def test_a_json_array_of_objects_is_read_with_each_row_on_its_line(tmp_path):
+    text = '[\n  {"isbn13": "9780306406157", "title": "First"},\n  {"title": ""},\n\n  3,\n  {"title": "Last"}\n]\n'
+    books, errors = _split(list(read_catalog_file(_write(tmp_path, "books.json", text))))
+
+    assert [b.title for b in books] == ["First", "Last"]
+    assert [b._line for b in books] == [2, 6]
+    assert errors == [RowError(3, "title '' is empty; every book needs a title"),
+                      RowError(5, "expected a JSON object, got int")]
+    assert list(read_catalog_file(_write(tmp_path, "empty.json", "[]"))) == []
+    pretty = '{\n  "title": "One Pretty Object"\n}\n'
+    assert [b.title for b in read_catalog_file(_write(tmp_path, "one.json", pretty))] == ["One Pretty Object"]
+
+
+def test_a_broken_json_array_is_refused_whole(tmp_path):
+    path = _write(tmp_path, "broken.json", '[\n  {"title": "A"},\n  {"title": "B"\n]\n')
+    with pytest.raises(CatalogFileError, match=r"broken\.json: not a valid JSON array \(.* on line 4, column 1\)"):
+        list(read_catalog_file(path))
+
+
+def test_an_empty_file_has_no_rows(tmp_path):
+    assert list(read_catalog_file(_write(tmp_path, "empty.csv", ""))) == []
+    assert list(read_catalog_file(_write(tmp_path, "blank.jsonl", "\n  \n"))) == []
+    assert list(read_catalog_file(_write(tmp_path, "header.csv", "isbn13,title\n"))) == []
+
+
+def test_a_repeated_isbn_is_refused_naming_the_first_row_which_wins(conn, tmp_path):
+    text = (
+        "isbn13,title,authors\n"
+        "9780306406157,Signal Processing,A. Author\n"
+        ",No ISBN,Someone\n"
+        "0-306-40615-2,The Same Book Again,B. Author\n"
+        ",No ISBN,Someone\n"
+    )
+    report = import_books(conn, read_catalog_file(_write(tmp_path, "dup.csv", text)))
+
+    assert (report.inserted, report.updated, report.skipped) == (2, 0, 1)  # the second ISBN-less row is known
+    assert report.errors == [RowError(4, "duplicate of ISBN 9780306406157 on line 2; the first row wins")]
+    assert report.rows == 4
+    assert find_book_by_isbn(conn, "9780306406157")["title"] == "Signal Processing"
+
+
+def test_a_row_the_database_refuses_is_reported_and_the_others_are_kept(conn):
+    unchecked = {"authors": [], "published_year": None, "language": None, "tags": []}
+    records = [
+        BookRecord(isbn13="9780306406157", title="Kept Before"),
+        # model_construct skips validation, as a caller with a bug might: the database still has the last word.
+        BookRecord.model_construct(isbn13="9780306406158", title="Bad Checksum", **unchecked),
+        # Distinct words, so the search trigger's tsvector passes Postgres' 1 MB limit.
+        BookRecord.model_construct(isbn13="9780439023481", title=" ".join(f"w{i}" for i in range(200_000)),
+                                   **unchecked),
+        RowError(4, "refused while reading"),
+        BookRecord(title="Kept After", authors=["Someone"]),
+    ]
+    report = import_books(conn, records)
+
+    assert (report.inserted, report.updated, report.skipped, report.rows) == (2, 0, 0, 5)
+    assert [(e.line, e.reason.split(":")[0]) for e in report.errors] == [
+        (2, "refused by the database"), (3, "refused by the database"), (4, "refused while reading")]
+    assert "book_isbn13_check" in report.errors[0].reason and report.errors[0].reason.endswith("(23514)")
+    assert "too long for tsvector" in report.errors[1].reason and len(report.errors[1].reason) < 250
+    titles = {r["title"] for r in conn.execute("select title from catalog.book").fetchall()}
+    assert titles == {"Kept Before", "Kept After"}
