@@ -203,14 +203,33 @@ def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
 
     defs = build_definitions(settings.model_copy(update={"database_url": db.url}))
     job = defs.resolve_job_def(INGEST_JOB)
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     size = settings.ingest_batch_size
-    for start in range(0, len(object_keys), size):
-        request = ingest_run_request(object_keys[start : start + size])
-        run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
-        if not result.success:
-            raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above")
+    with _dagster_instance(settings.dagster_home) as instance:
+        for start in range(0, len(object_keys), size):
+            request = ingest_run_request(object_keys[start : start + size])
+            run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
+            if not result.success:
+                raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above "
+                                 f"or run {result.run_id} in the Dagster UI (`make dagster`)")
+
+
+def _dagster_instance(home: Path):
+    """The persistent instance `make dagster` shows, so CLI runs appear in its UI next to the sensor's."""
+    import fcntl
+
+    import dagster as dg
+
+    home.mkdir(parents=True, exist_ok=True)
+    # A fresh home's SQLite storages are created and stamped on first open; two CLI processes doing
+    # that at once can both try to create the tables. Later opens only read the schema version, and
+    # run writes are safe to share (SQLite's WAL and Dagster's busy timeout).
+    with open(home / ".covr-instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return dg.DagsterInstance.from_config(str(home))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def cmd_ingest(args, settings: Settings) -> int:
