@@ -25,9 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The same instance the `covr` CLI records its runs in (Settings.dagster_home): DAGSTER_HOME, else COVR_HOME/dagster.
+dagster: DAGSTER_HOME_DIR = $(abspath $(or $(DAGSTER_HOME),$(or $(COVR_HOME),.covr)/dagster))
 dagster: $(STAMP)
-	mkdir -p $${DAGSTER_HOME:-$(CURDIR)/.covr/dagster}
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.covr/dagster} $(BIN)/dagster dev -w workspace.yaml
+	mkdir -p "$(DAGSTER_HOME_DIR)"
+	DAGSTER_HOME="$(DAGSTER_HOME_DIR)" $(BIN)/dagster dev -w workspace.yaml
 
 api: $(STAMP)
 	$(BIN)/uvicorn covr_api.main:app --reload

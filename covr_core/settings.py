@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COVR_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(default=Path(".covr"), validation_alias="COVR_HOME")
+    # The Dagster instance the CLI records its runs in and `make dagster` shows. Unset: COVR_HOME/dagster.
+    dagster_home_override: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
 
     # System of record. Unset: embedded PostgreSQL (pgserver) in COVR_HOME/pg.
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
@@ -67,6 +69,11 @@ class Settings(BaseSettings):
     @property
     def pg_data_dir(self) -> Path:
         return self.home / "pg"
+
+    @property
+    def dagster_home(self) -> Path:
+        """Absolute, as Dagster requires of DAGSTER_HOME."""
+        return (self.dagster_home_override or self.home / "dagster").absolute()
 
     @property
     def objects_dir(self) -> Path:

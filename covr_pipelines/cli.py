@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from covr_core.db import Database, DatabaseUnavailable, describe_target
+from covr_core.db import Database, DatabaseUnavailable, describe_target, stop_embedded
 from covr_core.imaging import sniff_format
 from covr_core.ingest import InvalidHandle, ensure_user, normalise_handle
 from covr_core.migrations import MigrationError, migrate, status
@@ -29,17 +31,38 @@ class UsageError(Exception):
     pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that `finally` blocks release the database and Dagster marks the run."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    # A second SIGTERM must not cut the release short; SIGKILL is there for a process that hangs.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="covr: %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    # The default SIGTERM action ends the process without running `finally` or atexit, which would
+    # leave this process's handle on the embedded server registered and the server running.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         settings = Settings()
         return args.handler(args, settings)
     except (DatabaseUnavailable, MigrationError, UsageError, InvalidHandle) as exc:
         print(f"covr: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"covr: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the system of record").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("migrate", help="apply pending migrations and rebuild read models").set_defaults(handler=cmd_migrate)
     db.add_parser("status", help="show the database and each migration's state").set_defaults(handler=cmd_status)
+    db.add_parser("stop", help="stop the embedded PostgreSQL server, whichever processes hold it").set_defaults(
+        handler=cmd_db_stop)
 
     catalog = sub.add_parser("catalog", help="the local book catalog").add_subparsers(required=True, metavar="ACTION")
     imp = catalog.add_parser("import", help="import books from JSONL, CSV or a Goodreads library export")
@@ -117,6 +142,26 @@ def cmd_status(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_stop(args, settings: Settings) -> int:
+    """Stop the embedded server for COVR_HOME; the tool for a server left running by a killed process."""
+    if settings.database_url:
+        print(f"DATABASE_URL is set ({describe_target(settings.database_url)}): "
+              f"there is no embedded server to stop")
+        return 0
+    data_dir = settings.pg_data_dir.absolute()
+
+    def tell(outcome) -> None:
+        held = (f"; still held by process(es) {', '.join(map(str, outcome.holders))}, whose connections will drop"
+                if outcome.holders else "")
+        print(f"stopping embedded PostgreSQL in {data_dir} (pid {outcome.server_pid}){held}", flush=True)
+
+    if stop_embedded(data_dir, before_stop=tell) is None:
+        print(f"embedded PostgreSQL in {data_dir} is not running")
+    else:
+        print("stopped")
+    return 0
+
+
 def cmd_catalog_import(args, settings: Settings) -> int:
     """Every non-blank row is counted once: inserted, updated, skipped or refused (refusals on stderr by line)."""
     import psycopg
@@ -177,14 +222,33 @@ def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
 
     defs = build_definitions(settings.model_copy(update={"database_url": db.url}))
     job = defs.resolve_job_def(INGEST_JOB)
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     size = settings.ingest_batch_size
-    for start in range(0, len(object_keys), size):
-        request = ingest_run_request(object_keys[start : start + size])
-        run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
-        if not result.success:
-            raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above")
+    with _dagster_instance(settings.dagster_home) as instance:
+        for start in range(0, len(object_keys), size):
+            request = ingest_run_request(object_keys[start : start + size])
+            run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
+            if not result.success:
+                raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above "
+                                 f"or run {result.run_id} in the Dagster UI (`make dagster`)")
+
+
+def _dagster_instance(home: Path):
+    """The persistent instance `make dagster` shows, so CLI runs appear in its UI next to the sensor's."""
+    import fcntl
+
+    import dagster as dg
+
+    home.mkdir(parents=True, exist_ok=True)
+    # A fresh home's SQLite storages are created and stamped on first open; two CLI processes doing
+    # that at once can both try to create the tables. Later opens only read the schema version, and
+    # run writes are safe to share (SQLite's WAL and Dagster's busy timeout).
+    with open(home / ".covr-instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return dg.DagsterInstance.from_config(str(home))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def cmd_ingest(args, settings: Settings) -> int:

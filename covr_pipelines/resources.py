@@ -1,6 +1,7 @@
 """Typed, swappable Dagster resources: postgres, object_store, ocr, barcode, metadata_provider, embedder, vectors."""
 
 
+import os
 import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -10,6 +11,23 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from covr_core.settings import Settings
+
+
+def _from_env(name: str, value: str | None) -> str | None:
+    """`dg.EnvVar(name)` when the value came from that variable, so the Dagster UI shows its name, not a secret.
+
+    Settings built in code (tests, `_execute` pointing a run at the embedded server) have no variable
+    behind them; their values pass as they are.
+    """
+    if value is not None and os.environ.get(name) == value:
+        return dg.EnvVar(name)
+    return value
+
+
+def _resolved(value: str | None) -> str | None:
+    # Dagster resolves an EnvVar field when it initialises a resource for a run; the CLI also calls
+    # resources directly (`build_resources(settings)["object_store"].store()`), where it does not.
+    return value.get_value() if isinstance(value, dg.EnvVar) else value
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -27,7 +45,9 @@ class PostgresResource(dg.ConfigurableResource):
 
         with self._lock:
             if self._database is None:
-                settings = Settings(home=Path(self.home), database_url=self.database_url, db_pool_max=self.pool_max)
+                settings = Settings(
+                    home=Path(self.home), database_url=_resolved(self.database_url), db_pool_max=self.pool_max
+                )
                 self._database = Database.from_settings(settings)
             return self._database
 
@@ -85,8 +105,8 @@ class S3ObjectStoreResource(ObjectStoreResource):
                 bucket=self.bucket,
                 endpoint_url=self.endpoint_url,
                 region=self.region,
-                access_key_id=self.access_key_id,
-                secret_access_key=self.secret_access_key,
+                access_key_id=_resolved(self.access_key_id),
+                secret_access_key=_resolved(self.secret_access_key),
                 path_style=self.path_style,
             )
         return self._store
@@ -190,7 +210,7 @@ class VectorStoreResource(dg.ConfigurableResource):
         from covr_core.vectors import PgVectorStore, QdrantVectorStore
 
         if self.qdrant_url:
-            return QdrantVectorStore.from_url(self.qdrant_url, api_key=self.qdrant_api_key)
+            return QdrantVectorStore.from_url(self.qdrant_url, api_key=_resolved(self.qdrant_api_key))
         return PgVectorStore(postgres.connection)
 
 
@@ -207,16 +227,23 @@ class IngestPolicyResource(dg.ConfigurableResource):
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Translate the one Settings object into resources: only the adapters differ between deployments."""
+    # Secrets (and DATABASE_URL, which may hold a password) go in as dg.EnvVar where the environment
+    # supplied them, so the UI's resource config shows the variable's name instead of the value.
     postgres = PostgresResource(
-        database_url=settings.database_url, home=str(settings.home.absolute()), pool_max=settings.db_pool_max
+        database_url=_from_env("DATABASE_URL", settings.database_url),
+        home=str(settings.home.absolute()),
+        pool_max=settings.db_pool_max,
     )
     if settings.uses_s3:
         object_store: ObjectStoreResource = S3ObjectStoreResource(
             bucket=settings.s3_bucket,
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None,
+            access_key_id=_from_env("COVR_S3_ACCESS_KEY_ID", settings.s3_access_key_id),
+            secret_access_key=_from_env(
+                "COVR_S3_SECRET_ACCESS_KEY",
+                settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None,
+            ),
             path_style=settings.s3_path_style,
         )
     else:
@@ -235,7 +262,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "vectors": VectorStoreResource(
             qdrant_url=settings.qdrant_url,
-            qdrant_api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+            qdrant_api_key=_from_env(
+                "QDRANT_API_KEY", settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            ),
         ),
         "policy": IngestPolicyResource(
             max_image_bytes=settings.max_image_bytes,
