@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import imagehash  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-from covr_core.barcode import read_isbn_barcode  # noqa: E402
-from covr_core.imaging import inspect_image, load_for_recognition  # noqa: E402
-from covr_core.ocr import make_ocr_engine, ocr_for_identification  # noqa: E402
+from covr_core.identification.barcode import read_isbn_barcode  # noqa: E402
+from covr_core.media.imaging import inspect_image, load_for_recognition  # noqa: E402
+from covr_core.identification.ocr import make_ocr_engine, ocr_for_identification  # noqa: E402
 from covr_pipelines.samples import SAMPLE_BOOKS, cover_photo_jpeg, render_cover  # noqa: E402
 
 
@@ -116,7 +116,7 @@ def stages(paths: list[Path], isbns: list[str], clip: bool) -> dict[str, float]:
         "barcode": statistics.median(barcode_t), "ocr": statistics.median(ocr_photo),
     }
     if clip:
-        from covr_core.embedding import CoverEmbedder
+        from covr_core.identification.embedding import CoverEmbedder
 
         model = CoverEmbedder.load(allow_random=True, quantize=True, threads=2)
         rgb = [load_for_recognition(p.read_bytes(), mode="RGB") for p in paths]
@@ -132,10 +132,10 @@ def title_match_rate(n: int) -> None:
     import psycopg
     from psycopg.rows import dict_row
 
-    from covr_core.catalog import BookRecord, import_books
-    from covr_core.db import start_embedded
-    from covr_core.migrations import migrate
-    from covr_core.title_match import match_title
+    from covr_core.catalog.books import BookRecord, import_books
+    from covr_core.platform.db import start_embedded
+    from covr_core.platform.migrations import migrate
+    from covr_core.identification.title_match import match_title
 
     with tempfile.TemporaryDirectory() as tmp:
         server = start_embedded(Path(tmp) / "pg")
@@ -159,10 +159,10 @@ def whole_ingest(paths: list[Path], batch: int, clip: bool, per_image: dict[str,
     """One warm-up run, then one timed run of `batch` distinct photos through the real ingest job."""
     import dagster as dg
 
-    from covr_core.db import Database
-    from covr_core.ingest import ensure_user
-    from covr_core.migrations import migrate
-    from covr_core.settings import Settings
+    from covr_core.platform.db import Database
+    from covr_core.dedup.ingest import ensure_user
+    from covr_core.platform.migrations import migrate
+    from covr_core.platform.settings import Settings
     from covr_pipelines.definitions import INGEST_JOB, build_definitions
     from covr_pipelines.defs.ingestion.sensors import ingest_run_request
 

@@ -19,9 +19,9 @@ import numpy as np
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
-from covr_core import migrations
-from covr_core.db import start_embedded
-from covr_core.neardup import explain, find_near_duplicates, find_near_duplicates_bruteforce
+from covr_core.platform import migrations
+from covr_core.platform.db import start_embedded
+from covr_core.media.neardup import explain, find_near_duplicates, find_near_duplicates_bruteforce
 
 RADII = (4, 6, 8)
 # size -> (p99 ceiling in ms, minimum p50 speed-up over the scan)

@@ -28,9 +28,9 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from covr_core import migrations  # noqa: E402
-from covr_core.db import open_pool, start_embedded  # noqa: E402
-from covr_core.vectors import DEFAULT_EF_SEARCH, MAX_EF_SEARCH, PgVectorStore  # noqa: E402
+from covr_core.platform import migrations  # noqa: E402
+from covr_core.platform.db import open_pool, start_embedded  # noqa: E402
+from covr_core.vectors.stores import DEFAULT_EF_SEARCH, MAX_EF_SEARCH, PgVectorStore  # noqa: E402
 
 DIM = 512
 TARGET_P99_MS = 5.0
@@ -208,7 +208,7 @@ class _ExactScanStore(PgVectorStore):
 def bench_clip(args) -> None:
     from PIL import Image
 
-    from covr_core.embedding import CoverEmbedder
+    from covr_core.identification.embedding import CoverEmbedder
 
     rng = np.random.default_rng(1)
     # Smooth random pictures (upsampled noise): photo-like for the resize path, cheap to generate.

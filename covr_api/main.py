@@ -8,8 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from covr_core.db import Database
-from covr_core.settings import Settings
+from covr_core.platform.db import Database
+from covr_core.platform.settings import Settings
 
 
 def problem(status: int, code: str, detail: str, **extra) -> JSONResponse:

@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from covr_core.db import Database, DatabaseUnavailable, describe_target, stop_embedded
-from covr_core.imaging import sniff_format
-from covr_core.ingest import InvalidHandle, ensure_user, normalise_handle
-from covr_core.migrations import MigrationError, migrate, status
-from covr_core.settings import Settings
+from covr_core.platform.db import Database, DatabaseUnavailable, describe_target, stop_embedded
+from covr_core.media.imaging import sniff_format
+from covr_core.dedup.ingest import InvalidHandle, ensure_user, normalise_handle
+from covr_core.platform.migrations import MigrationError, migrate, status
+from covr_core.platform.settings import Settings
 
 JSON_KEYS = (
     "file", "image_id", "status", "reason", "sha256", "phash", "isbn13", "title", "book_id", "copy_id",
@@ -166,7 +166,7 @@ def cmd_catalog_import(args, settings: Settings) -> int:
     """Every non-blank row is counted once: inserted, updated, skipped or refused (refusals on stderr by line)."""
     import psycopg
 
-    from covr_core.catalog import CatalogFile, import_books
+    from covr_core.catalog.books import CatalogFile, import_books
 
     if not args.file.is_file():
         raise UsageError(f"catalog file {args.file} does not exist")
@@ -286,7 +286,7 @@ def cmd_ingest(args, settings: Settings) -> int:
 
 def _retry(args, settings: Settings) -> int:
     """Run the ingest job now over failed images, named or all; each gets its result line like a new upload."""
-    from covr_core.failures import failures_for, open_failures
+    from covr_core.dedup.failures import failures_for, open_failures
 
     db = _open(settings)
     try:

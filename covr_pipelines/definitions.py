@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from covr_core.settings import Settings
+from covr_core.platform.settings import Settings
 from covr_pipelines.defs.dedup.assets import dedup_decisions, every_accepted_image_decided
 from covr_pipelines.defs.identification.assets import book_identifications
 from covr_pipelines.defs.ingestion.assets import every_object_recorded, uploaded_images

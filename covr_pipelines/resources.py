@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from covr_core.settings import Settings
+from covr_core.platform.settings import Settings
 
 
 def _from_env(name: str, value: str | None) -> str | None:
@@ -41,7 +41,7 @@ class PostgresResource(dg.ConfigurableResource):
     _lock = PrivateAttr(default_factory=threading.Lock)
 
     def database(self):
-        from covr_core.db import Database
+        from covr_core.platform.db import Database
 
         with self._lock:
             if self._database is None:
@@ -78,7 +78,7 @@ class LocalObjectStoreResource(ObjectStoreResource):
     _store = PrivateAttr(default=None)
 
     def store(self):
-        from covr_core.storage import LocalObjectStore
+        from covr_core.media.storage import LocalObjectStore
 
         if self._store is None:
             self._store = LocalObjectStore(Path(self.root))
@@ -98,7 +98,7 @@ class S3ObjectStoreResource(ObjectStoreResource):
     _store = PrivateAttr(default=None)
 
     def store(self):
-        from covr_core.storage import S3ObjectStore
+        from covr_core.media.storage import S3ObjectStore
 
         if self._store is None:
             self._store = S3ObjectStore(
@@ -122,7 +122,7 @@ class OcrResource(dg.ConfigurableResource):
 
     def get_engine(self):
         """One engine per thread: a tesseract API handle must not be shared between threads."""
-        from covr_core.ocr import make_ocr_engine
+        from covr_core.identification.ocr import make_ocr_engine
 
         engine = getattr(self._local, "engine", None)
         if engine is None:
@@ -135,7 +135,7 @@ class BarcodeResource(dg.ConfigurableResource):
     """EAN-13 ISBN barcodes with zxing-cpp."""
 
     def read(self, image):
-        from covr_core.barcode import read_isbn_barcode
+        from covr_core.identification.barcode import read_isbn_barcode
 
         return read_isbn_barcode(image)
 
@@ -153,7 +153,7 @@ class MetadataProviderResource(dg.ConfigurableResource):
         if not self.openlibrary_url:
             return None
         if self._client is None:
-            from covr_core.openlibrary import OpenLibraryClient
+            from covr_core.identification.openlibrary import OpenLibraryClient
 
             self._client = OpenLibraryClient(
                 self.openlibrary_url, db=connect, min_interval_s=self.min_interval_s, timeout_s=self.timeout_s
@@ -179,7 +179,7 @@ class EmbedderResource(dg.ConfigurableResource):
         with self._lock:
             if self._embedder is None and self._disabled_reason is None:
                 try:
-                    from covr_core.embedding import CoverEmbedder, EmbeddingDisabled
+                    from covr_core.identification.embedding import CoverEmbedder, EmbeddingDisabled
                 except ImportError as exc:  # the `clip` extra is not installed
                     self._disabled_reason = f"open_clip is not installed ({exc}); the embedding stage is off"
                 else:
@@ -207,7 +207,7 @@ class VectorStoreResource(dg.ConfigurableResource):
     qdrant_api_key: str | None = None
 
     def get_store(self, postgres: PostgresResource):
-        from covr_core.vectors import PgVectorStore, QdrantVectorStore
+        from covr_core.vectors.stores import PgVectorStore, QdrantVectorStore
 
         if self.qdrant_url:
             return QdrantVectorStore.from_url(self.qdrant_url, api_key=_resolved(self.qdrant_api_key))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-from covr_core.isbn import isbn13_check_digit
+from covr_core.shared.isbn import isbn13_check_digit
 
 __all__ = [
     "SAMPLE_BOOKS",

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from covr_core import migrations
-from covr_core.db import start_embedded
-from covr_core.settings import Settings
+from covr_core.platform import migrations
+from covr_core.platform.db import start_embedded
+from covr_core.platform.settings import Settings
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 

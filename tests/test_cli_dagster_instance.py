@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from covr_core.settings import Settings
+from covr_core.platform.settings import Settings
 from covr_pipelines.cli import main
 from covr_pipelines.samples import jpeg_bytes, render_cover, valid_isbn13
 

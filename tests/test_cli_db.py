@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from covr_core.migrations import migration_files
+from covr_core.platform.migrations import migration_files
 from covr_pipelines.cli import main
 
 

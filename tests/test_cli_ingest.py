@@ -168,8 +168,8 @@ def test_an_unknown_isbn_takes_its_metadata_from_open_library(covr, tmp_path, co
 def test_retry_ingests_a_failed_upload_once_and_names_unknown_ids(covr, tmp_path, conn, capsys):
     import uuid
 
-    from covr_core.failures import record_failure
-    from covr_core.storage import LocalObjectStore
+    from covr_core.dedup.failures import record_failure
+    from covr_core.media.storage import LocalObjectStore
 
     covr("alice", _photo(tmp_path, "first", ORCHARD, seed=2))
     alice = str(conn.execute("select user_id from contact.user where handle = 'alice'").fetchone()["user_id"])

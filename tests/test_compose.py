@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from covr_core.settings import Settings
+from covr_core.platform.settings import Settings
 
 COVR_SERVICES = {"migrate", "dagster-webserver", "dagster-daemon", "api"}
 # Dagster's own instance configuration (dagster.yaml), not Covr settings.

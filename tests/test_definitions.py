@@ -7,7 +7,7 @@ import importlib
 import dagster as dg
 import yaml
 
-from covr_core.settings import Settings
+from covr_core.platform.settings import Settings
 from covr_pipelines.definitions import INGEST_JOB, build_definitions
 
 ASSETS = {"uploaded_images", "book_identifications", "dedup_decisions", "cover_vectors"}

@@ -8,7 +8,7 @@ from io import BytesIO
 import pytest
 from PIL import Image, ImageOps
 
-from covr_core.barcode import BarcodeResult, is_isbn_ean13, read_isbn_barcode
+from covr_core.identification.barcode import BarcodeResult, is_isbn_ean13, read_isbn_barcode
 from covr_pipelines.samples import (
     cover_bars_with_sticker,
     draw_ean13,

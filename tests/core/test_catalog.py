@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from covr_core.catalog import (
+from covr_core.catalog.books import (
     AUTHOR_MAX_CHARS,
     MAX_AUTHORS,
     MAX_TAGS,

@@ -15,14 +15,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from covr_core import migrations
-from covr_core.db import Database, embedded_server_pid, release_embedded, start_embedded
-from covr_core.settings import Settings
+from covr_core.platform import migrations
+from covr_core.platform.db import Database, embedded_server_pid, release_embedded, start_embedded
+from covr_core.platform.settings import Settings
 
 HOLD = """
 import sys, time
-from covr_core.db import Database
-from covr_core.settings import Settings
+from covr_core.platform.db import Database
+from covr_core.platform.settings import Settings
 db = Database.from_settings(Settings())
 print("joined", flush=True)
 time.sleep(120)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from covr_core.dedup import DedupEvidence, HeldCopy, ImageMatch, Thresholds, decide
+from covr_core.dedup.rules import DedupEvidence, HeldCopy, ImageMatch, Thresholds, decide
 
 ME, THEM = "user-me", "user-them"
 

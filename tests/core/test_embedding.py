@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from covr_core.embedding import CoverEmbedder, EmbeddingDisabled, decode_for_embedding
+from covr_core.identification.embedding import CoverEmbedder, EmbeddingDisabled, decode_for_embedding
 
 
 def _cover(seed: int, size=(600, 900)) -> Image.Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from covr_core.identify import choose_identification, provisional_title
+from covr_core.identification.identify import choose_identification, provisional_title
 
 
 @dataclass
@@ -80,7 +80,7 @@ def test_provisional_title_skips_isbn_and_price_lines():
 
 
 def test_provisional_title_is_the_tallest_confident_lines_joined():
-    from covr_core.ocr import OcrLine
+    from covr_core.identification.ocr import OcrLine
 
     lines = (
         OcrLine("ll 'i see io", 25.0, 0.07),  # background texture read as text

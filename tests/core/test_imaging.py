@@ -1,4 +1,4 @@
-"""Tests for covr_core.imaging: the upload gate, the reduced-decode pHash and the EXIF-free derivatives."""
+"""Tests for covr_core.media.imaging: the upload gate, the reduced-decode pHash and the EXIF-free derivatives."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageOps
 
-from covr_core.imaging import (
+from covr_core.media.imaging import (
     ACCEPTED_FORMATS,
     ImageLimits,
     ImageRejected,
@@ -30,7 +30,7 @@ from covr_core.imaging import (
     sniff_format,
     thumbnail_jpeg,
 )
-from covr_core.imaging import _scale_for
+from covr_core.media.imaging import _scale_for
 
 ORIENTATION = 0x0112
 GPS_IFD = 0x8825
@@ -382,7 +382,7 @@ def test_derivatives_do_not_upscale_small_images() -> None:
 
 
 def test_module_stays_out_of_dagster_and_fastapi() -> None:
-    probe = "import sys, covr_core.imaging; print(sorted({'dagster', 'fastapi'} & sys.modules.keys()))"
+    probe = "import sys, covr_core.media.imaging; print(sorted({'dagster', 'fastapi'} & sys.modules.keys()))"
     output = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     assert output.strip() == "[]"
 

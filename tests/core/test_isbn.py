@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from covr_core.isbn import (
+from covr_core.shared.isbn import (
     find_isbns_in_text,
     is_valid_isbn10,
     is_valid_isbn13,

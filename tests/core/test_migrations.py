@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from covr_core import migrations
+from covr_core.platform import migrations
 
 
 def test_every_migration_applies_to_an_empty_database(empty_db_url):

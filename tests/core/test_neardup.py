@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from covr_core.neardup import (
+from covr_core.media.neardup import (
     CHUNKS,
     MASK64,
     MAX_RADIUS,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from covr_core.barcode import read_isbn_barcode
-from covr_core.isbn import find_isbns_in_text
-from covr_core.ocr import (
+from covr_core.identification.barcode import read_isbn_barcode
+from covr_core.shared.isbn import find_isbns_in_text
+from covr_core.identification.ocr import (
     OcrResult,
     PytesseractEngine,
     TesserocrEngine,
@@ -90,7 +90,7 @@ def test_make_ocr_engine_by_name():
 
 def test_make_ocr_engine_falls_back_to_pytesseract_when_tesserocr_is_missing(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "tesserocr", None)  # what an install without the wheel looks like
-    with caplog.at_level(logging.WARNING, logger="covr_core.ocr"):
+    with caplog.at_level(logging.WARNING, logger="covr_core.identification.ocr"):
         engine = make_ocr_engine("tesserocr")
     assert isinstance(engine, PytesseractEngine)
     assert "falling back to pytesseract" in caplog.text

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from covr_core.db import open_pool
-from covr_core.openlibrary import OpenLibraryClient, OpenLibraryError, OpenLibraryUnavailable, RateLimiter
+from covr_core.platform.db import open_pool
+from covr_core.identification.openlibrary import OpenLibraryClient, OpenLibraryError, OpenLibraryUnavailable, RateLimiter
 
 ISBN = "9780306406157"
 OTHER_ISBNS = ["9780439023481", "9780439420891", "9780747532699", "9780451524935"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from covr_core.events import DedupResolved, ImageUploaded
-from covr_core.outbox import append_event
+from covr_core.shared.events import DedupResolved, ImageUploaded
+from covr_core.shared.outbox import append_event
 
 
 class Boom(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from covr_core.settings import Settings
+from covr_core.platform.settings import Settings
 
 NAMES = ("COVR_HOME", "DATABASE_URL", "MEILI_URL", "QDRANT_URL", "COVR_S3_BUCKET", "COVR_CLIP_WEIGHTS")
 

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from covr_core.storage import (
+from covr_core.media.storage import (
     LocalObjectStore,
     ObjectNotFound,
     ObjectStore,

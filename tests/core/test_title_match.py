@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from covr_core.title_match import CANDIDATES_SQL, match_title, prefix_terms, query_terms
+from covr_core.identification.title_match import CANDIDATES_SQL, match_title, prefix_terms, query_terms
 from tests.conftest import scratch_database
 
 REAL_BOOKS = [

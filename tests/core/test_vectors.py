@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from qdrant_client import QdrantClient
 
-from covr_core.db import open_pool
-from covr_core.vectors import CoverPoint, PgVectorStore, QdrantVectorStore, VectorStore
+from covr_core.platform.db import open_pool
+from covr_core.vectors.stores import CoverPoint, PgVectorStore, QdrantVectorStore, VectorStore
 
 MODEL = "ViT-B-32:test"
 

@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 from qdrant_client import QdrantClient
 
-from covr_core.ingest import cover_matches
-from covr_core.settings import Settings
-from covr_core.vectors import QdrantVectorStore
+from covr_core.dedup.ingest import cover_matches
+from covr_core.platform.settings import Settings
+from covr_core.vectors.stores import QdrantVectorStore
 from covr_pipelines.defs.ingestion.sensors import ingest_run_request
 from covr_pipelines.defs.vectors.assets import sync_vectors
 from covr_pipelines.resources import VectorStoreResource, build_resources

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from covr_core.failures import record_failure
+from covr_core.dedup.failures import record_failure
 from covr_pipelines.definitions import ingest_job
 from covr_pipelines.defs.ingestion.sensors import OVERLAP, build_reconcile_sensor, build_retry_sensor
 from covr_pipelines.samples import jpeg_bytes

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 from PIL import Image
 
-from covr_core.storage import derived_key
+from covr_core.media.storage import derived_key
 from covr_pipelines.defs.dedup.assets import dedup_decisions, every_accepted_image_decided
 from covr_pipelines.defs.identification.assets import book_identifications
 from covr_pipelines.defs.ingestion.assets import every_object_recorded, uploaded_images

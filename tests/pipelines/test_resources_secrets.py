@@ -6,7 +6,7 @@ import json
 
 import dagster as dg
 
-from covr_core.settings import Settings
+from covr_core.platform.settings import Settings
 from covr_pipelines.resources import PostgresResource, build_resources
 
 S3_ENV = {

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from covr_core.storage import LocalObjectStore, StoredObject
+from covr_core.media.storage import LocalObjectStore, StoredObject
 from covr_pipelines.definitions import ingest_job
 from covr_pipelines.defs.ingestion.sensors import OVERLAP, UploadCursor, build_upload_sensor, plan_batches
 from covr_pipelines.resources import LocalObjectStoreResource

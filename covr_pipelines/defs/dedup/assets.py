@@ -5,10 +5,10 @@ from collections import Counter
 
 import dagster as dg
 
-from covr_core.dedup import Thresholds, decide
-from covr_core.failures import describe_failure, is_database_outage, record_failure, resolve_failure
-from covr_core.ingest import apply_outcome, batch_images, cover_matches, gather_evidence, is_decided, lock_uploader
-from covr_core.neardup import find_near_duplicates
+from covr_core.dedup.rules import Thresholds, decide
+from covr_core.dedup.failures import describe_failure, is_database_outage, record_failure, resolve_failure
+from covr_core.dedup.ingest import apply_outcome, batch_images, cover_matches, gather_evidence, is_decided, lock_uploader
+from covr_core.media.neardup import find_near_duplicates
 from covr_pipelines.defs.ingestion.assets import batch_run_id
 from covr_pipelines.resources import IngestPolicyResource, PostgresResource
 

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from covr_core.failures import describe_failure, is_database_outage, record_failure, resolve_failure
-from covr_core.identify import choose_identification
-from covr_core.imaging import load_for_recognition, normalized_jpeg
-from covr_core.ingest import batch_images, books_by_isbns, record_identification
-from covr_core.isbn import find_isbns_in_text
-from covr_core.ocr import ocr_for_identification
-from covr_core.storage import derived_key
-from covr_core.title_match import match_title
-from covr_core.vectors import CoverPoint, PgVectorStore
+from covr_core.dedup.failures import describe_failure, is_database_outage, record_failure, resolve_failure
+from covr_core.identification.identify import choose_identification
+from covr_core.media.imaging import load_for_recognition, normalized_jpeg
+from covr_core.dedup.ingest import batch_images, books_by_isbns, record_identification
+from covr_core.shared.isbn import find_isbns_in_text
+from covr_core.identification.ocr import ocr_for_identification
+from covr_core.media.storage import derived_key
+from covr_core.identification.title_match import match_title
+from covr_core.vectors.stores import CoverPoint, PgVectorStore
 from covr_pipelines.defs.ingestion.assets import batch_run_id
 from covr_pipelines.resources import (
     BarcodeResource,

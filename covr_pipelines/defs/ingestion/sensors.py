@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from covr_core.failures import open_failures
+from covr_core.dedup.failures import open_failures
 from covr_pipelines.resources import ObjectStoreResource, PostgresResource
 
 UPLOAD_PREFIX = "uploads/"

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from covr_core.vectors import CoverPoint, PgVectorStore
+from covr_core.vectors.stores import CoverPoint, PgVectorStore
 from covr_pipelines.defs.ingestion.assets import batch_run_id
 from covr_pipelines.resources import PostgresResource, VectorStoreResource
 

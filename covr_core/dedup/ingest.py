@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from covr_core.dedup import DedupEvidence, HeldCopy, ImageMatch, Outcome, Thresholds
-from covr_core.events import BookIdentified, DedupResolved, ImageUploaded
-from covr_core.identify import Identification
-from covr_core.outbox import append_event
+from covr_core.dedup.rules import DedupEvidence, HeldCopy, ImageMatch, Outcome, Thresholds
+from covr_core.shared.events import BookIdentified, DedupResolved, ImageUploaded
+from covr_core.identification.identify import Identification
+from covr_core.shared.outbox import append_event
 
 HANDLE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 

@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
-from covr_core.isbn import is_valid_isbn10, is_valid_isbn13, normalize_isbn
+from covr_core.shared.isbn import is_valid_isbn10, is_valid_isbn13, normalize_isbn
 
 __all__ = [
     "BookRecord",

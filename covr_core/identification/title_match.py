@@ -41,7 +41,7 @@ import psycopg
 from psycopg.rows import dict_row
 from rapidfuzz import fuzz, process
 
-from covr_core.catalog import fold, strip_series
+from covr_core.catalog.books import fold, strip_series
 
 __all__ = ["TitleCandidate", "match_title"]
 

@@ -235,7 +235,7 @@ def _decode(
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Some library in the process switched it on; decoding now would pad truncated uploads with grey.
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; covr_core.imaging refuses to decode")
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; covr_core.media.imaging refuses to decode")
     _check_byte_size(data, limits)
     fmt = sniff_format(data)
     if fmt is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.types.json import Jsonb
 
-from covr_core.events import Event
+from covr_core.shared.events import Event
 
 
 def append_event(conn: psycopg.Connection, event: Event, *, idempotency_key: str | None = None) -> int | None:

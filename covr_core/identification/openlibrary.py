@@ -20,8 +20,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
-from covr_core.catalog import MAX_YEAR, MIN_YEAR, BookRecord, normalize_language
-from covr_core.isbn import normalize_isbn
+from covr_core.catalog.books import MAX_YEAR, MIN_YEAR, BookRecord, normalize_language
+from covr_core.shared.isbn import normalize_isbn
 
 __all__ = ["OpenLibraryClient", "OpenLibraryError", "OpenLibraryUnavailable", "RateLimiter"]
 

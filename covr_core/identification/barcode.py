@@ -39,7 +39,7 @@ from itertools import accumulate
 import zxingcpp
 from PIL import Image, ImageFilter
 
-from covr_core.isbn import is_valid_isbn13
+from covr_core.shared.isbn import is_valid_isbn13
 
 __all__ = ["BarcodeResult", "read_isbn_barcode", "is_isbn_ean13"]
 

@@ -1,0 +1,1 @@
+"""Books and copies: catalog import and the catalog schema."""

@@ -1,0 +1,1 @@
+"""Duplicate resolution: the pure decision rules, their evidence, and ingest bookkeeping."""

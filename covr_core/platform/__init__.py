@@ -1,0 +1,1 @@
+"""Settings, database connections and the forward-only migration runner."""

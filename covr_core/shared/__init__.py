@@ -1,0 +1,1 @@
+"""Cross-context building blocks: event contracts, the transactional outbox and ISBN values."""

@@ -1,0 +1,1 @@
+"""The cover-vector read model: pgvector and Qdrant behind one interface."""
