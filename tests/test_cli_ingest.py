@@ -105,6 +105,9 @@ def test_each_dedup_rule_from_real_photos(covr, tmp_path, conn):
     conn.commit()
     handed = covr("erin", _photo(tmp_path, "erin1", ORCHARD, seed=6, background=(200, 200, 205), angle=-5))[0]
     assert (handed["decision"], handed["copy_id"]) == ("exchange_suspected", alices_copy)
+    [announced] = conn.execute("select payload from outbox.event where type = 'ExchangeSuspected' "
+                               "and payload->>'image_id' = %s", (handed["image_id"],)).fetchall()
+    assert (announced["payload"]["holder_id"], announced["payload"]["copy_id"]) == (str(alice), alices_copy)
 
     # Rule 7: a valid ISBN the catalog does not know: a new book with provisional metadata.
     new = covr("frank", _photo(tmp_path, "unknown", UNKNOWN, seed=7))[0]

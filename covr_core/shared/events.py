@@ -102,7 +102,19 @@ class ExchangeCompleted(Event):
     degradation_rating: int | None = Field(default=None, ge=1, le=10)
 
 
+class ExchangeSuspected(Event):
+    """A photo looks like a copy someone else holds: the holder is asked to confirm or dismiss a hand-over."""
+
+    event: Literal["ExchangeSuspected"] = "ExchangeSuspected"
+    suspected_exchange_id: str
+    image_id: str
+    copy_id: str
+    uploader_id: str
+    holder_id: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["event"].default: cls
-    for cls in (ImageUploaded, BookIdentified, DedupResolved, RequestCreated, ExchangeAccepted, ExchangeCompleted)
+    for cls in (ImageUploaded, BookIdentified, DedupResolved, RequestCreated, ExchangeAccepted, ExchangeCompleted,
+                ExchangeSuspected)
 }

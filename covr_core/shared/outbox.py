@@ -37,6 +37,7 @@ _SUBJECT_FIELD = {
     "RequestCreated": "request_id",
     "ExchangeAccepted": "exchange_id",
     "ExchangeCompleted": "exchange_id",
+    "ExchangeSuspected": "suspected_exchange_id",
 }
 
 

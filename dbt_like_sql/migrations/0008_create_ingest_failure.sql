@@ -29,3 +29,9 @@ create table ingest.overwrite_refusal (
 
 -- A re-executed run shares its batch with the run it re-executes (the root run id).
 create unique index batch_run_idx on ingest.batch (run_id);
+
+-- A suspected exchange is announced like every state change others depend on; notifications follow the event.
+alter table outbox.event drop constraint event_type_check;
+alter table outbox.event add constraint event_type_check check (type in (
+    'ImageUploaded', 'BookIdentified', 'DedupResolved', 'RequestCreated', 'ExchangeAccepted', 'ExchangeCompleted',
+    'ExchangeSuspected'));

@@ -93,9 +93,14 @@ def test_ledger_rows_cannot_be_updated_or_deleted(conn, copy, alice):
         "values (%s, 1, sha256('x'), 'created', '{}', 'x')",
         (copy,),
     )
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+    conn.commit()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="UPDATE refused"):
         conn.execute("update exchange.ledger_entry set entry_type = 'withdrawn'")
     conn.rollback()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="DELETE refused"):
+        conn.execute("delete from exchange.ledger_entry")
+    conn.rollback()
+    assert conn.execute("select entry_type from exchange.ledger_entry").fetchall() == [{"entry_type": "created"}]
 
 
 def test_ledger_seq_is_unique_per_copy(conn, copy):
