@@ -355,7 +355,7 @@ def cmd_demo(args, settings: Settings) -> int:
     cmd_catalog_import(argparse.Namespace(file=plan.catalog), settings)
     for user, paths in plan.uploads:
         print(f"\n$ covr ingest --as {user} {' '.join(p.name for p in paths)}", flush=True)
-        cmd_ingest(argparse.Namespace(user=user, paths=paths, json=False), settings)
+        cmd_ingest(argparse.Namespace(user=user, paths=paths, json=False, retry=[], retry_failed=False), settings)
     print()
     return cmd_run(argparse.Namespace(), settings)
 
