@@ -15,7 +15,13 @@ from covr_pipelines.defs.ingestion.sensors import OVERLAP, build_reconcile_senso
 from covr_pipelines.samples import jpeg_bytes
 from PIL import Image
 from tests.pipelines.conftest import cover_photo, upload
-from tests.pipelines.test_ingest_assets import images_by_key, run_ingest
+from tests.pipelines.test_ingest_assets import ASSETS, images_by_key, run_ingest
+
+
+from covr_pipelines.defs.dedup.assets import every_accepted_image_decided  # noqa: E402
+from covr_pipelines.defs.ingestion.assets import every_object_recorded  # noqa: E402
+
+ASSETS_WITH_CHECKS = [*ASSETS, every_object_recorded, every_accepted_image_decided]
 
 
 def test_a_one_pixel_jpeg_and_a_stray_key_do_not_sink_the_valid_photo(conn, catalog, resources, store, user):
@@ -144,3 +150,45 @@ def test_the_retry_sensor_submits_only_failures_whose_backoff_is_due(conn, resou
     [request] = _sensor_tick(sensor, resources)
 
     assert request.run_config["ops"]["uploaded_images"]["config"]["object_keys"] == [due]
+
+
+def test_the_database_going_away_fails_the_run_and_a_retry_processes_each_image_once(conn, catalog, resources,
+                                                                                    store, user, db_url, admin_url):
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    from covr_pipelines.defs.ingestion.assets import uploaded_images
+    from covr_pipelines.defs.ingestion.sensors import ingest_run_request
+
+    fay = user("fay")
+    keys = [upload(store, fay, cover_photo(book, seed=20 + i)) for i, book in enumerate(catalog[:3])]
+    run_config = ingest_run_request(keys).run_config
+    assert dg.materialize([uploaded_images], resources=resources, run_config=run_config).success
+    conn.commit()
+    name = urlsplit(db_url).path.lstrip("/")
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"alter database {name} allow_connections false")
+        admin.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
+    try:
+        gone = dg.materialize(ASSETS_WITH_CHECKS, resources=resources, run_config=run_config, raise_on_error=False)
+        assert not gone.success
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"alter database {name} allow_connections true")
+
+    run_ingest(resources, keys)
+    with psycopg.connect(db_url) as fresh:
+        counts = fresh.execute(
+            """
+            select (select count(*) from media.image where object_key = any(%(k)s)) as images,
+                   (select count(*) from ingest.dedup_result r join media.image i using (image_id)
+                    where i.object_key = any(%(k)s)) as decisions,
+                   (select count(*) from outbox.event where type = 'DedupResolved') as resolved_events,
+                   (select count(*) from outbox.event where type = 'ImageUploaded') as uploaded_events,
+                   (select count(*) from catalog.copy where current_holder_id = %(fay)s) as copies
+            """,
+            {"k": keys, "fay": fay},
+        ).fetchone()
+    assert counts == (3, 3, 3, 3, 3)
