@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 import psycopg
 from psycopg_pool import PoolTimeout
+
+from covr_core.shared.ids import is_uuid
 
 STAGES = ("upload", "identification", "dedup")
 # Automatic retries back off 1, 4, 16, 60, 60 minutes; after that only `covr ingest --retry` tries again.
@@ -115,24 +116,17 @@ def open_failures(conn: psycopg.Connection, *, due_only: bool = False, limit: in
 
 def failures_for(conn: psycopg.Connection, ids_or_keys: list[str]) -> tuple[list[dict], list[str]]:
     """The unresolved failures named by image id or object key, and the names that match none."""
+    # Image ids in their canonical form, so an upper-case or padded id still matches; keys as given.
+    canonical = {n: n.strip().lower() if is_uuid(n) else n for n in ids_or_keys}
     rows = conn.execute(
         """
         select object_key, image_id::text as image_id, stage, reason, attempts from ingest.failure
         where resolved_at is null and (object_key = any(%(names)s) or image_id::text = any(%(names)s))
         """,
-        {"names": [n.strip().lower() if _looks_like_uuid(n) else n for n in ids_or_keys]},
+        {"names": list(canonical.values())},
     ).fetchall()
     found = {r["object_key"] for r in rows} | {r["image_id"] for r in rows if r["image_id"]}
-    unknown = [n for n in ids_or_keys if n not in found and n.strip().lower() not in found]
-    return rows, unknown
-
-
-def _looks_like_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text.strip())
-    except ValueError:
-        return False
-    return True
+    return rows, [n for n, c in canonical.items() if c not in found]
 
 
 def _col(row, name: str):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 
 import psycopg
@@ -12,6 +11,7 @@ from psycopg.types.json import Jsonb
 from covr_core.dedup.rules import DedupEvidence, HeldCopy, ImageMatch, Outcome, Thresholds
 from covr_core.shared.events import BookIdentified, DedupResolved, ExchangeSuspected, ImageUploaded
 from covr_core.identification.identify import Identification
+from covr_core.shared.ids import is_uuid
 from covr_core.shared.outbox import append_event
 
 HANDLE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -47,9 +47,7 @@ def ensure_user(conn: psycopg.Connection, handle: str, display_name: str | None 
 
 def user_exists(conn: psycopg.Connection, user_id: str) -> bool:
     """Whether `user_id` names a user; False for anything that is not a uuid, so a stray key is skipped, not a crash."""
-    try:
-        uuid.UUID(user_id)
-    except (ValueError, TypeError, AttributeError):
+    if not is_uuid(user_id):
         return False
     return conn.execute("select 1 from contact.user where user_id = %s", (user_id,)).fetchone() is not None
 

@@ -6,10 +6,10 @@ from collections import Counter
 import dagster as dg
 
 from covr_core.dedup.rules import Thresholds, decide
-from covr_core.dedup.failures import describe_failure, is_database_outage, record_failure, resolve_failure
+from covr_core.dedup.failures import is_database_outage, resolve_failure
 from covr_core.dedup.ingest import apply_outcome, batch_images, cover_matches, gather_evidence, is_decided, lock_uploader
 from covr_core.media.neardup import find_near_duplicates
-from covr_pipelines.defs.ingestion.assets import batch_run_id
+from covr_pipelines.defs.ingestion.assets import batch_run_id, fail_image
 from covr_pipelines.resources import IngestPolicyResource, PostgresResource
 
 GROUP = "dedup"
@@ -56,12 +56,7 @@ def dedup_decisions(
             except Exception as exc:
                 if is_database_outage(exc):
                     raise
-                failure = record_failure(conn, object_key=key, stage="dedup", image_id=image_id,
-                                         uploader_id=str(image["uploader_id"]), run_id=run_id,
-                                         reason=describe_failure("dedup", exc))
-                failed.append({"image_id": image_id, "object_key": key, "reason": failure.reason})
-                context.log.error(f"image {image_id} ({key}) failed (attempt {failure.attempts}), "
-                                  f"will be retried: {failure.reason}")
+                failed.append(fail_image(context, conn, image, "dedup", exc, run_id))
                 continue
             if applied is None:
                 context.log.info(f"image {image_id} ({key}): already decided by another run")

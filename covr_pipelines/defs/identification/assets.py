@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from covr_core.dedup.failures import describe_failure, is_database_outage, record_failure, resolve_failure
+from covr_core.dedup.failures import describe_failure, is_database_outage, resolve_failure
 from covr_core.identification.identify import choose_identification
 from covr_core.media.imaging import load_for_recognition, normalized_jpeg
 from covr_core.dedup.ingest import batch_images, books_by_isbns, record_identification
@@ -16,7 +16,7 @@ from covr_core.identification.ocr import ocr_for_identification
 from covr_core.media.storage import derived_key
 from covr_core.identification.title_match import match_title
 from covr_core.vectors.stores import CoverPoint, PgVectorStore
-from covr_pipelines.defs.ingestion.assets import batch_run_id
+from covr_pipelines.defs.ingestion.assets import batch_run_id, fail_image
 from covr_pipelines.resources import (
     BarcodeResource,
     EmbedderResource,
@@ -143,18 +143,12 @@ def book_identifications(
             except Exception as exc:
                 if is_database_outage(exc):
                     raise
-                context.log.warning(f"cover embeddings of {len(seen)} images skipped: {describe_failure('embedding', exc)}")
+                reason = describe_failure("embedding", exc)
+                context.log.warning(f"cover embeddings of {len(seen)} images skipped: {reason}")
                 return {}
 
         def fail(s: Seen, exc: BaseException) -> None:
-            image_id, key = str(s.image["image_id"]), s.image["object_key"]
-            failure = record_failure(conn, object_key=key, stage="identification", image_id=image_id,
-                                     uploader_id=str(s.image["uploader_id"]), run_id=run_id,
-                                     reason=describe_failure("identification", exc))
-            failed.append({"image_id": image_id, "object_key": key, "reason": failure.reason,
-                           "attempts": failure.attempts})
-            context.log.error(f"image {image_id} ({key}) failed (attempt {failure.attempts}), "
-                              f"will be retried: {failure.reason}")
+            failed.append(fail_image(context, conn, s.image, "identification", exc, run_id))
 
         def finish(seen: list[Seen], vectors_by_image: dict) -> None:
             for s in seen:

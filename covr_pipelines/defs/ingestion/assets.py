@@ -27,6 +27,16 @@ def batch_run_id(context) -> str:
     return run.root_run_id or run.run_id
 
 
+def fail_image(context, conn, image: dict, stage: str, exc: BaseException, run_id: str) -> dict:
+    """Record an accepted image's failure at `stage` for retry, log it, and return it for the asset's metadata."""
+    image_id, key = str(image["image_id"]), image["object_key"]
+    failure = record_failure(conn, object_key=key, stage=stage, image_id=image_id,
+                             uploader_id=str(image["uploader_id"]), run_id=run_id,
+                             reason=describe_failure(stage, exc))
+    context.log.error(f"image {image_id} ({key}) failed (attempt {failure.attempts}), will be retried: {failure.reason}")
+    return {"image_id": image_id, "object_key": key, "reason": failure.reason, "attempts": failure.attempts}
+
+
 @dataclass
 class Examined:
     """One object read, validated and hashed, or the reason it is rejected (bad file) or failed (try again)."""

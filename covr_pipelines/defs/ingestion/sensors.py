@@ -69,7 +69,12 @@ def plan_batches(objects, cursor: UploadCursor, batch_size: int, max_runs: int):
 
 def run_key_for(batch) -> str:
     """Each object's identity is key@etag; a batch's run key is the digest of its members."""
-    members = sorted(f"{o.key}@{o.etag}" for o in batch)
+    return _members_key(f"{o.key}@{o.etag}" for o in batch)
+
+
+def _members_key(members) -> str:
+    """A short, stable run key for a set of members: the member itself, or the first, a count and a digest."""
+    members = sorted(members)
     if len(members) == 1:
         return members[0]
     return f"{members[0]}+{len(members) - 1}:{hashlib.sha256(chr(10).join(members).encode()).hexdigest()[:16]}"
@@ -164,9 +169,8 @@ def build_retry_sensor(job, *, batch_size: int = 64, minimum_interval_seconds: i
         for i in range(0, len(due), batch_size):
             batch = due[i : i + batch_size]
             # Attempt numbers in the run key: the same attempt is never submitted twice.
-            members = sorted(f"{f['object_key']}#{f['attempts']}" for f in batch)
-            digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
-            requests.append(ingest_run_request([f["object_key"] for f in batch], f"retry:{digest}"))
+            run_key = "retry:" + _members_key(f"{f['object_key']}#{f['attempts']}" for f in batch)
+            requests.append(ingest_run_request([f["object_key"] for f in batch], run_key))
         context.log.info(f"retrying {len(due)} failed images in {len(requests)} runs")
         return requests
 
