@@ -9,8 +9,7 @@ from fastapi import FastAPI
 
 from covr_api import errors
 from covr_api.routes import auth, health, users
-from covr_core.contact.accounts import LoginPolicy, TokenPolicy
-from covr_core.contact.tokens import load_or_create_secret
+from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
 from covr_core.platform.settings import Settings
@@ -20,12 +19,6 @@ ROUTERS = [
     auth.router,
     users.router,
 ]
-
-
-def _token_secret(settings: Settings) -> bytes:
-    if settings.token_secret is not None:
-        return settings.token_secret.get_secret_value().encode()
-    return load_or_create_secret(settings.home / "token-secret")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.token_secret = _token_secret(settings)
+    app.state.token_secret = signing_secret(settings.token_secret, settings.home / "token-secret")
     app.state.token_policy = TokenPolicy(
         secret=app.state.token_secret,
         access_ttl=timedelta(seconds=settings.access_token_ttl_s),
