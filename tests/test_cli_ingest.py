@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from covr_pipelines.cli import JSON_KEYS, main
-from covr_pipelines.samples import jpeg_bytes, photograph, render_cover, valid_isbn13
+from covr_pipelines.sample_photos import jpeg_bytes, photograph, render_cover, valid_isbn13
 
 EDITION_1 = {"isbn13": valid_isbn13(201), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}
 EDITION_2 = {"isbn13": valid_isbn13(202), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}

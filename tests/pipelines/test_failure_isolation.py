@@ -12,16 +12,11 @@ import dagster as dg
 from covr_core.dedup.failures import record_failure
 from covr_pipelines.definitions import ingest_job
 from covr_pipelines.defs.ingestion.sensors import OVERLAP, build_reconcile_sensor, build_retry_sensor
-from covr_pipelines.samples import jpeg_bytes
 from PIL import Image
-from tests.pipelines.conftest import cover_photo, upload
-from tests.pipelines.test_ingest_assets import ASSETS, images_by_key, run_ingest
 
-
-from covr_pipelines.defs.dedup.assets import every_accepted_image_decided  # noqa: E402
-from covr_pipelines.defs.ingestion.assets import every_object_recorded  # noqa: E402
-
-ASSETS_WITH_CHECKS = [*ASSETS, every_object_recorded, every_accepted_image_decided]
+from covr_pipelines.sample_photos import jpeg_bytes
+from tests.photos import cover_photo
+from tests.pipelines.ingest_runs import ASSETS_WITH_CHECKS, images_by_key, run_ingest, upload
 
 
 def test_a_one_pixel_jpeg_and_a_stray_key_do_not_sink_the_valid_photo(conn, catalog, resources, store, user):
