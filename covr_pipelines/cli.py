@@ -387,7 +387,7 @@ def cmd_run(args, settings: Settings) -> int:
 
 def cmd_demo(args, settings: Settings) -> int:
     """The main job on generated data: a catalog, members' photos (good, bad, forwarded), and what Covr made of them."""
-    from covr_pipelines.samples import write_demo_files
+    from covr_pipelines.sample_photos import write_demo_files
 
     demo_dir = settings.home / "demo"
     print(f"generating a sample catalog and photos in {demo_dir} ...", flush=True)

@@ -12,8 +12,8 @@ from covr_core.vectors.stores import QdrantVectorStore
 from covr_pipelines.defs.ingestion.sensors import ingest_run_request
 from covr_pipelines.defs.vectors.assets import sync_vectors
 from covr_pipelines.resources import VectorStoreResource, build_resources
-from tests.pipelines.conftest import cover_photo, upload
-from tests.pipelines.test_ingest_assets import ASSETS
+from tests.photos import cover_photo
+from tests.pipelines.ingest_runs import ASSETS, upload
 
 
 @pytest.fixture(scope="module")
