@@ -416,8 +416,9 @@ def _desk(rng: np.random.Generator, size, *, clutter: bool) -> Image.Image:
         pw, ph = int(w * prng.uniform(0.25, 0.45)), int(h * prng.uniform(0.3, 0.6))
         sheet = Image.new("RGB", (pw, ph), tuple(prng.randint(220, 250) for _ in range(3)))
         d = ImageDraw.Draw(sheet)
-        font_h = max(10, int(h * prng.uniform(0.018, 0.04)))
-        heading = _font("DejaVuSans-Bold.ttf", int(font_h * 1.6))
+        # Office print seen from a phone's distance: body text 1.4-3% of the frame height, headings half again.
+        font_h = max(10, int(h * prng.uniform(0.014, 0.03)))
+        heading = _font("DejaVuSans-Bold.ttf", int(font_h * 1.5))
         d.text((int(pw * 0.06), int(ph * 0.04)), " ".join(prng.sample(_CLUTTER_WORDS, 2)).upper(), font=heading,
                 fill=(20, 20, 20))
         body = _font(prng.choice(_TEXT_FACES), font_h)

@@ -113,9 +113,9 @@ class S3ObjectStoreResource(ObjectStoreResource):
 
 
 class OcrResource(dg.ConfigurableResource):
-    """Tesseract OCR: tesserocr in-process by default, pytesseract as the fallback engine."""
+    """Scene-text OCR: PP-OCR (rapidocr) by default; tesserocr in-process or pytesseract on request."""
 
-    engine: str = "tesserocr"
+    engine: str = "rapidocr"
     tessdata: str | None = None
 
     _local = PrivateAttr(default_factory=threading.local)

@@ -10,13 +10,13 @@ from typing import Any
 # an ISBN read from printed text passed a checksum too but OCR can confuse a digit into another valid one.
 BARCODE_CONFIDENCE = 0.99
 OCR_ISBN_CONFIDENCE = 0.90
-# A title match (title_match.py: 0.55 title coverage + 0.15 order + 0.30 author - 0.30 unexplained large text) must
+# A title match (title_match.py: 0.55 title coverage + 0.15 order + 0.30 author - 0.40 unexplained large text) must
 # be good in absolute terms and clearly ahead of the best candidate that is another book. A cover showing only its
 # title, read perfectly, scores about 0.70: a near-complete title alone is accepted too.
 TITLE_MATCH_MIN_SCORE = 0.62
 TITLE_ONLY_MIN_TITLE_SCORE = 0.9
 TITLE_ONLY_MIN_SCORE = 0.55
-TITLE_MATCH_MIN_MARGIN = 0.08
+TITLE_MATCH_MIN_MARGIN = 0.06
 # Editions of one book (same title and author) score alike from the cover's text; within this they are a tie.
 EDITION_TIE = 0.02
 # A pick between tied editions is a guess between printings of the same text: its confidence is lowered by this.

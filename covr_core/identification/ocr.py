@@ -271,7 +271,9 @@ class RapidOcrEngine(OcrEngine):
         self.prominent_share = prominent_share
         self._lock = threading.Lock()
 
-    def read_text(self, image: Image.Image) -> OcrResult:
+    def read_text(self, image: Image.Image, focus=None) -> OcrResult:
+        """`focus`, optional, has `contains(x, y)` in fractions of the image (media.rectify.CoverQuad): lines inside
+        it are read first, so a desk full of print cannot crowd the book's own lines out of MAX_LINES."""
         import numpy as np
         from rapidocr.utils.process_img import get_rotate_crop_image
 
@@ -282,7 +284,12 @@ class RapidOcrEngine(OcrEngine):
             det = self._ocr(bgr)
             boxes = [] if getattr(det, "boxes", None) is None else [np.asarray(b, np.float32) for b in det.boxes]
             heights = [_short_side(b) for b in boxes]
-            chosen = _prominent(heights, self.prominent_share, self.max_lines)
+            rank = heights
+            if focus is not None and boxes:
+                w, h = rgb.size
+                rank = [hh * (2.0 if focus.contains(float(b[:, 0].mean()) / w, float(b[:, 1].mean()) / h) else 1.0)
+                        for hh, b in zip(heights, boxes, strict=True)]
+            chosen = _prominent(rank, self.prominent_share, self.max_lines)
             lines: list[OcrLine] = []
             if chosen:
                 crops = [get_rotate_crop_image(bgr, boxes[i].copy()) for i in chosen]
@@ -417,7 +424,8 @@ def _merged(results: list[OcrResult], ms: float) -> OcrResult:
     )
 
 
-def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int = OCR_MAX_SIDE) -> OcrResult:
+def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int = OCR_MAX_SIDE,
+                           focus=None) -> OcrResult:
     """OCR tuned for identifying a book from a photo or cover: grayscale, downscaled, contrast stretched, and read
     again at a coarser scale when the first pass found little or no line that looks like a title; a photo that
     still reads as nothing is tried turned a quarter each way (a book shot sideways, with no EXIF orientation).
@@ -425,7 +433,7 @@ def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int 
     start = time.perf_counter()
     if isinstance(engine, RapidOcrEngine):
         # The detector sees DET_SIDE px whatever it is handed; recognition crops keep up to SCENE_TEXT_SIDE.
-        result = engine.read_text(_prepared(_gray(image), SCENE_TEXT_SIDE, stretch=False))
+        result = engine.read_text(_prepared(_gray(image), SCENE_TEXT_SIDE, stretch=False), focus=focus)
         return OcrResult(result.text, result.mean_confidence, (time.perf_counter() - start) * 1000, result.lines)
     first_image = _prepared(_gray(image), max_side)
     results = [engine.read_text(first_image)]

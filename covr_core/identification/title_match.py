@@ -54,7 +54,7 @@ __all__ = ["TitleCandidate", "match_title", "reference_lines"]
 TITLE_WEIGHT = 0.55
 ORDER_WEIGHT = 0.15
 AUTHOR_WEIGHT = 0.30
-UNEXPLAINED_PENALTY = 0.30
+UNEXPLAINED_PENALTY = 0.40
 NO_AUTHOR_SCORE = 0.5
 # A line this tall relative to the tallest is large text: it must be explained (titles, authors, big series names).
 LARGE_LINE = 0.5
@@ -307,6 +307,7 @@ class _Text:
     token_line: list[int] = field(default_factory=list)  # per token, its index in lines
     compacts: list[tuple[str, float, int]] = field(default_factory=list)  # per line: words run together, prominence, index
     ordered: str = ""  # non-reference text top to bottom
+    sized: bool = True  # whether lines have real heights (plain text does not: which text is large is unknown)
 
     @classmethod
     def of(cls, raw: list[tuple[str, float, float, float | None]]) -> _Text:
@@ -318,7 +319,7 @@ class _Text:
             words = [_readings(w)[-1] for w in fold(t).split()]
             if words:
                 lines.append(_Line(words, min(1.0, h / tallest), ref, t, angle))
-        text = cls(lines)
+        text = cls(lines, sized=len({r[1] for r in raw}) > 1)
         for index, line in enumerate(lines):
             if line.reference:
                 continue
@@ -370,6 +371,11 @@ def _coverage(weights: dict[str, float], text: _Text, *, by_prominence: bool) ->
     got, missing, anchor, anchor_weight = 0.0, [], -1, 0.0
     for word, w in weights.items():
         sim, where, index = _word_match(word, text)
+        repeats = round(w / len(word)) if word else 1
+        if repeats > 1 and sim:
+            # "Children of Children" needs the word twice on the cover; one CHILDREN explains one of them.
+            seen = sum(1 for t in text.tokens if fuzz.ratio(word, t) >= TOKEN_FLOOR * 100)
+            sim *= min(1.0, seen / repeats)
         if sim == 0.0:
             missing.append(word)
         elif w * where > anchor_weight:
@@ -470,8 +476,9 @@ def _rerank(rows: list[dict], text: _Text) -> list[TitleCandidate]:
         author = _author_score(row["authors"], text)
         words = fold(" ".join([strip_series(row["title"]), *row["authors"]])).split()
         unexplained = _unexplained(words, text, anchor)
-        score = (TITLE_WEIGHT * coverage + ORDER_WEIGHT * order + AUTHOR_WEIGHT * author
-                 - UNEXPLAINED_PENALTY * unexplained)
+        # Without heights every line looks large, publisher names too: the penalty then counts half.
+        penalty = UNEXPLAINED_PENALTY * (1.0 if text.sized else 0.5)
+        score = TITLE_WEIGHT * coverage + ORDER_WEIGHT * order + AUTHOR_WEIGHT * author - penalty * unexplained
         out.append(
             TitleCandidate(
                 book_id=row["book_id"],

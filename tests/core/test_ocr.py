@@ -19,6 +19,7 @@ from covr_core.shared.isbn import find_isbns_in_text
 from covr_core.identification.ocr import (
     OcrResult,
     PytesseractEngine,
+    RapidOcrEngine,
     TesserocrEngine,
     find_tessdata,
     make_ocr_engine,
@@ -82,7 +83,8 @@ def test_import_limits_tesseract_threads():
 
 
 def test_make_ocr_engine_by_name():
-    assert isinstance(make_ocr_engine(), TesserocrEngine)
+    assert isinstance(make_ocr_engine(), RapidOcrEngine)
+    assert isinstance(make_ocr_engine("tesserocr"), TesserocrEngine)
     assert isinstance(make_ocr_engine("pytesseract"), PytesseractEngine)
     with pytest.raises(ValueError, match="'easyocr'"):
         make_ocr_engine("easyocr")
