@@ -104,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     api.set_defaults(handler=cmd_api)
 
+    models = sub.add_parser("models", help="model weights").add_subparsers(required=True, metavar="ACTION")
+    fetch = models.add_parser("fetch", help="download model weights into COVR_HOME/models and make them the default")
+    fetch.add_argument("which", choices=["clip"])
+    fetch.add_argument("--pretrained", help="open_clip pretrained tag (default: laion2b_s34b_b79k for ViT-B-32)")
+    fetch.add_argument("--file", type=Path, help="use this already-downloaded weights file instead of downloading")
+    fetch.set_defaults(handler=cmd_models_fetch)
+
     users = sub.add_parser("users", help="member accounts").add_subparsers(required=True, metavar="ACTION")
     claim = users.add_parser("claim-code", help="a one-time code with which a member ingest created sets a password")
     claim.add_argument("handle")
@@ -117,6 +124,28 @@ def _open(settings: Settings, *, migrate_first: bool = True) -> Database:
         with db.connection() as conn:
             migrate(conn)
     return db
+
+
+def cmd_models_fetch(args, settings: Settings) -> int:
+    """`covr models fetch clip`: open_clip weights into COVR_HOME/models, the default CLIP weights from then on."""
+    from covr_core.identification.models import ClipFetchFailed, fetch_clip, record_clip
+
+    try:
+        if args.file is not None:
+            path = record_clip(settings.home, settings.clip_model, args.file)
+        else:
+            try:
+                import open_clip  # noqa: F401
+            except ImportError:
+                print("covr: the CLIP extra is not installed: pip install -e '.[clip]' (or: make run CLIP=1)",
+                      file=sys.stderr)
+                return 2
+            path = fetch_clip(settings.home, settings.clip_model, args.pretrained)
+    except ClipFetchFailed as exc:
+        print(f"covr: {exc}", file=sys.stderr)
+        return 1
+    print(f"CLIP {settings.clip_model} weights: {path} (the default from now on; COVR_CLIP_WEIGHTS overrides it)")
+    return 0
 
 
 def cmd_api(args, settings: Settings) -> int:

@@ -400,6 +400,20 @@ def _sequence(phrase: str, text: _Text) -> float:
     return score
 
 
+def _word_order(words: list[str], text: _Text) -> float:
+    """Share of consecutive title words found in the same order in the text ("glass garden" is not "garden ...
+    glass"); 1.0 for a one-word title."""
+    positions = []
+    for word in words:
+        hits = [i for i, t in enumerate(text.tokens) if fuzz.ratio(word, t) >= 80]
+        if hits:
+            positions.append(hits[0])
+    if len(positions) < 2:
+        return 1.0 if len(words) < 2 or positions else 0.0
+    pairs = list(zip(positions, positions[1:]))
+    return sum(a < b for a, b in pairs) / (len(words) - 1)
+
+
 def _explains(token: str, words: list[str]) -> int:
     """Characters of an OCR word that the book's words explain (a run-together word, in part)."""
     if process.extractOne(token, words, scorer=fuzz.ratio, score_cutoff=TOKEN_FLOOR * 100) is not None:
@@ -445,7 +459,7 @@ def _title_parts(title: str, text: _Text) -> tuple[float, float, list[str], int]
         if not phrase:
             continue
         coverage, missing, anchor = _coverage(_title_words(phrase), text, by_prominence=True)
-        order = _sequence(phrase, text)
+        order = 0.5 * _sequence(phrase, text) + 0.5 * _word_order(list(_title_words(phrase)), text)
         value = (factor * coverage, factor * order, missing, anchor)
         if value[0] + value[1] > best[0] + best[1]:
             best = value
