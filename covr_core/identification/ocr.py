@@ -253,6 +253,7 @@ class RapidOcrEngine(OcrEngine):
 
     def __init__(self, *, det_side: int = DET_SIDE, threads: int = 1, max_lines: int = MAX_LINES,
                  prominent_share: float = PROMINENT_SHARE) -> None:
+        import numpy as np
         from rapidocr import RapidOCR
 
         # One onnxruntime thread per engine: the pipeline runs an engine per worker thread, and more intra-op
@@ -269,9 +270,11 @@ class RapidOcrEngine(OcrEngine):
         })
         self.max_lines = max_lines
         self.prominent_share = prominent_share
+        self.det_side = det_side
+        self._ocr(np.zeros((32, 32, 3), np.uint8))  # loads the detector now, so its scale can be changed per call
         self._lock = threading.Lock()
 
-    def read_text(self, image: Image.Image, focus=None) -> OcrResult:
+    def read_text(self, image: Image.Image, focus=None, small_text: bool = False) -> OcrResult:
         """`focus`, optional, has `contains(x, y)` in fractions of the image (media.rectify.CoverQuad): lines inside
         it are read first, so a desk full of print cannot crowd the book's own lines out of MAX_LINES."""
         import numpy as np
@@ -281,7 +284,15 @@ class RapidOcrEngine(OcrEngine):
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])  # the models were trained on OpenCV's BGR
         start = time.perf_counter()
         with self._lock:  # the rapidocr object keeps per-call settings
-            det = self._ocr(bgr)
+            detector = getattr(self._ocr, "text_det", None)
+            if small_text and detector is not None:
+                # Small print (a printed ISBN under the bars) needs the detector at full scale: ~2x the time.
+                detector.limit_side_len = max(rgb.size)
+            try:
+                det = self._ocr(bgr)
+            finally:
+                if detector is not None:
+                    detector.limit_side_len = self.det_side
             boxes = [] if getattr(det, "boxes", None) is None else [np.asarray(b, np.float32) for b in det.boxes]
             heights = [_short_side(b) for b in boxes]
             rank = heights
@@ -289,7 +300,9 @@ class RapidOcrEngine(OcrEngine):
                 w, h = rgb.size
                 rank = [hh * (2.0 if focus.contains(float(b[:, 0].mean()) / w, float(b[:, 1].mean()) / h) else 1.0)
                         for hh, b in zip(heights, boxes, strict=True)]
-            chosen = _prominent(rank, self.prominent_share, self.max_lines)
+            # small_text: an unknown barcode ISBN must be checked against the printed one, which is small print.
+            chosen = _prominent(rank, 0.05 if small_text else self.prominent_share,
+                                2 * self.max_lines if small_text else self.max_lines)
             lines: list[OcrLine] = []
             if chosen:
                 crops = [get_rotate_crop_image(bgr, boxes[i].copy()) for i in chosen]
@@ -425,7 +438,7 @@ def _merged(results: list[OcrResult], ms: float) -> OcrResult:
 
 
 def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int = OCR_MAX_SIDE,
-                           focus=None) -> OcrResult:
+                           focus=None, small_text: bool = False) -> OcrResult:
     """OCR tuned for identifying a book from a photo or cover: grayscale, downscaled, contrast stretched, and read
     again at a coarser scale when the first pass found little or no line that looks like a title; a photo that
     still reads as nothing is tried turned a quarter each way (a book shot sideways, with no EXIF orientation).
@@ -433,7 +446,8 @@ def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int 
     start = time.perf_counter()
     if isinstance(engine, RapidOcrEngine):
         # The detector sees DET_SIDE px whatever it is handed; recognition crops keep up to SCENE_TEXT_SIDE.
-        result = engine.read_text(_prepared(_gray(image), SCENE_TEXT_SIDE, stretch=False), focus=focus)
+        result = engine.read_text(_prepared(_gray(image), SCENE_TEXT_SIDE, stretch=False), focus=focus,
+                                  small_text=small_text)
         return OcrResult(result.text, result.mean_confidence, (time.perf_counter() - start) * 1000, result.lines)
     first_image = _prepared(_gray(image), max_side)
     results = [engine.read_text(first_image)]

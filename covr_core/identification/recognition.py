@@ -12,6 +12,8 @@ tests call both, so what they measure is what ingest runs.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +24,7 @@ from PIL import Image
 
 from covr_core.identification.barcode import read_isbn_barcode
 from covr_core.identification.identify import Identification, choose_identification
-from covr_core.identification.ocr import OcrEngine, OcrLine, OcrResult, ocr_for_identification
+from covr_core.identification.ocr import OcrEngine, OcrLine, OcrResult, make_ocr_engine, ocr_for_identification
 from covr_core.identification.title_match import match_title
 from covr_core.media.rectify import CoverQuad, find_cover
 from covr_core.shared.isbn import find_isbns_in_text
@@ -93,14 +95,53 @@ def read_photo(image: Image.Image, engine: OcrEngine, *, is_known: Callable[[str
     else:
         reading.cover = find_cover(image)
         t1b = time.perf_counter()
-        reading.ocr = ocr_for_identification(engine, gray, focus=reading.cover)
+        # A barcode the catalog does not know may be a misread: read the small print too, for the printed ISBN.
+        reading.ocr = ocr_for_identification(engine, gray, focus=reading.cover,
+                                             small_text=reading.barcode_isbn is not None)
         if reading.ocr.lines:
             reading.ocr = _mark_on_cover(reading.ocr, reading.cover)
+            reading.ocr = _printed_isbns_by_tesseract(gray, reading.ocr, is_known)
         reading.timings_ms["cover"] = round((t1b - t1) * 1e3, 1)
     t2 = time.perf_counter()
     reading.timings_ms.update({"barcode": round((t1 - t0) * 1e3, 1),
                                "ocr": round((t2 - t1) * 1e3 - reading.timings_ms.get("cover", 0.0), 1)})
     return reading
+
+
+_ISBN_LINE = re.compile(r"isbn|97[89][\d\s-]{6,}", re.IGNORECASE)
+_tesseract = threading.local()
+
+
+def _printed_isbns_by_tesseract(gray: Image.Image, result: OcrResult, is_known) -> OcrResult:
+    """The cascade's second engine: when a line looks like a printed ISBN but gives none the catalog knows, read
+    that line again with tesseract, which reads printed digits more reliably than PP-OCR (a PP-OCR misread of two
+    digits can still pass the checksum). The lines it reads are added, marked `engine: tesseract` in the text."""
+    candidates = [line for line in result.lines if line.box and _ISBN_LINE.search(line.text)]
+    if not candidates or any(is_known(i) for i in find_isbns_in_text(result.text)):
+        return result
+    engine = getattr(_tesseract, "engine", None)
+    if engine is None:
+        try:
+            engine = _tesseract.engine = make_ocr_engine("tesserocr")
+        except (OSError, RuntimeError, ImportError, FileNotFoundError):
+            return result
+    extra = []
+    w, h = gray.size
+    for line in candidates[:3]:
+        xs, ys = [p[0] * w for p in line.box], [p[1] * h for p in line.box]
+        pad = (max(ys) - min(ys)) * 0.4
+        crop = gray.crop((int(max(0, min(xs) - pad)), int(max(0, min(ys) - pad)),
+                          int(min(w, max(xs) + pad)), int(min(h, max(ys) + pad))))
+        if crop.height < 48:  # tesseract likes a 30+ px x-height
+            s = 48 / max(1, crop.height)
+            crop = crop.resize((max(1, round(crop.width * s)), 48), Image.Resampling.BICUBIC)
+        text = " ".join(engine.read_text(crop).text.split())
+        if text:
+            extra.append(replace(line, text=text, on_cover=line.on_cover))
+    if not extra:
+        return result
+    return replace(result, text=result.text + "".join(f"{line.text}\n" for line in extra),
+                   lines=result.lines + tuple(extra))
 
 
 def _mark_on_cover(result: OcrResult, cover: CoverQuad | None) -> OcrResult:
