@@ -49,18 +49,18 @@ def test_degradation_rating_out_of_range_is_refused(conn, copy, alice):
         "insert into contact.user (handle, display_name) values ('bob', 'Bob') returning user_id"
     ).fetchone()["user_id"]
     request = conn.execute(
-        "insert into exchange.request (copy_id, requester_id, holder_id, status) "
-        "values (%s, %s, %s, 'accepted') returning request_id",
+        "insert into exchange.request (copy_id, requester_id, holder_id) values (%s, %s, %s) returning request_id",
         (copy, bob, alice),
     ).fetchone()["request_id"]
+    conn.execute("update exchange.request set status = 'accepted' where request_id = %s", (request,))
     exchange = conn.execute(
-        "insert into exchange.exchange (request_id, copy_id, from_user_id, to_user_id) "
-        "values (%s, %s, %s, %s) returning exchange_id",
+        "insert into exchange.exchange (request_id, copy_id, from_user_id, to_user_id, kind, origin) "
+        "values (%s, %s, %s, %s, 'borrow', 'request') returning exchange_id",
         (request, copy, alice, bob),
     ).fetchone()["exchange_id"]
     with pytest.raises(psycopg.errors.CheckViolation, match="degradation_rating_rating_check"):
         conn.execute(
-            "insert into exchange.degradation_rating (exchange_id, copy_id, rated_by, rating) values (%s,%s,%s,0)",
+            "insert into exchange.degradation_rating (exchange_id, copy_id, rated_by, rating) values (%s,%s,%s,11)",
             (exchange, copy, bob),
         )
 
