@@ -9,7 +9,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from covr_core.dedup.rules import DedupEvidence, HeldCopy, ImageMatch, Outcome, Thresholds
-from covr_core.shared.events import BookIdentified, DedupResolved, ExchangeSuspected, ImageUploaded
+from covr_core.exchange import suspected
+from covr_core.shared.events import BookIdentified, DedupResolved, ImageUploaded
 from covr_core.identification.identify import Identification
 from covr_core.shared.ids import is_uuid
 from covr_core.shared.outbox import append_event
@@ -368,19 +369,7 @@ def apply_outcome(
     elif outcome.action == "create_copy":
         copy_id = _create_copy(conn, book_id, uploader_id)
     elif outcome.action == "suspect_exchange":
-        suspected = conn.execute(
-            """
-            insert into exchange.suspected_exchange (image_id, copy_id, uploader_id, holder_id)
-            values (%s, %s, %s, %s) on conflict (image_id) do nothing
-            returning suspected_exchange_id
-            """,
-            (image_id, outcome.matched_copy_id, uploader_id, outcome.suspected_holder_id),
-        ).fetchone()
-        if suspected is not None:
-            append_event(conn, ExchangeSuspected(
-                suspected_exchange_id=str(suspected["suspected_exchange_id"]), image_id=image_id,
-                copy_id=outcome.matched_copy_id, uploader_id=uploader_id, holder_id=outcome.suspected_holder_id,
-            ))
+        suspected.suspect(conn, image_id, outcome.matched_copy_id, uploader_id, outcome.suspected_holder_id)
         conn.execute(
             "insert into contact.notification (user_id, kind, payload) values (%s, 'exchange_suspected', %s)",
             (outcome.suspected_holder_id, Jsonb({"image_id": image_id, "copy_id": outcome.matched_copy_id,
