@@ -24,8 +24,8 @@ import psycopg
 
 from covr_core.catalog import custody
 from covr_core.catalog.custody import Custody
-from covr_core.exchange import repository as repo
-from covr_core.exchange.repository import Handover, Request
+from covr_core.exchange import _repository as repo
+from covr_core.exchange._repository import Handover, Request
 from covr_core.ledger.hooks import CompletedHandover, on_handover_completed
 from covr_core.shared.errors import InvalidInput, InvalidTransition, NotFound
 from covr_core.shared.events import (

@@ -21,8 +21,8 @@ import psycopg
 from covr_core.catalog import custody
 from covr_core.contact.links import is_accepted_contact
 from covr_core.exchange import handovers
-from covr_core.exchange import repository as repo
-from covr_core.exchange.repository import Request
+from covr_core.exchange import _repository as repo
+from covr_core.exchange._repository import Request
 from covr_core.shared.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from covr_core.shared.events import RequestCancelled, RequestCreated, RequestDeclined
 from covr_core.shared.outbox import append_event

@@ -16,8 +16,8 @@ import psycopg
 
 from covr_core.catalog import custody
 from covr_core.exchange import handovers
-from covr_core.exchange import repository as repo
-from covr_core.exchange.repository import Suspected
+from covr_core.exchange import _repository as repo
+from covr_core.exchange._repository import Suspected
 from covr_core.shared.errors import InvalidInput, InvalidTransition, NotFound
 from covr_core.shared.events import ExchangeSuspected, SuspectedExchangeDismissed
 from covr_core.shared.outbox import append_event
