@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from covr_api import errors
 from covr_api.routes import auth, health, users
+from covr_api.routes import handovers, requests, suspected_exchanges
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
@@ -18,6 +19,10 @@ ROUTERS = [
     health.router,
     auth.router,
     users.router,
+    requests.router,
+    handovers.router,
+    handovers.returns_router,
+    suspected_exchanges.router,
 ]
 
 
