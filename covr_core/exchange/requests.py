@@ -76,6 +76,8 @@ def get(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Request:
 def list_for(conn: psycopg.Connection, *, user_id: str, role: Literal["incoming", "outgoing"] | None = None,
              status: str | None = None, copy_id: str | None = None, limit: int = 50,
              offset: int = 0) -> tuple[list[Request], int]:
+    if role not in (None, "incoming", "outgoing"):
+        raise InvalidInput(f"request role {role!r} is not incoming or outgoing", field="role")
     return repo.list_requests(conn, user_id=user_id, role=role, status=status, copy_id=copy_id, limit=limit,
                               offset=offset)
 
@@ -128,7 +130,13 @@ def cancel(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Reques
                                                 cancelled_by=user_id))
         elif request.status == "accepted":
             handover = repo.handover_of_request(conn, request_id, lock=True)
-            handovers.cancel_request_handover(conn, request, handover, cancelled_by=user_id)
+            if handover is not None:
+                handovers.cancel_request_handover(conn, request, handover, cancelled_by=user_id)
+            else:  # accepted before hand-overs were recorded (written in SQL): nothing else to undo
+                repo.set_request_status(conn, request_id, "cancelled")
+                append_event(conn, RequestCancelled(request_id=request_id, requester_id=request.requester_id,
+                                                    copy_id=request.copy_id, current_holder_id=request.holder_id,
+                                                    cancelled_by=user_id))
         else:
             raise InvalidTransition(f"request {request_id} is {request.status}; only an open request can be cancelled")
         return repo.get_request(conn, request_id)

@@ -5,8 +5,9 @@ evidence that the copy arrived, so there is nothing left to wait for. Which hand
 - the copy already has a hand-over in progress to the uploader (their request was accepted): that one completes,
   with its request's kind;
 - otherwise a new one. Kind `keep` when the holder owns the copy (a book passed on for good is the usual story
-  behind such a photo); `borrow` when the holder is itself a borrower, who cannot give away what is not theirs:
-  the copy stays on loan from its owner, now in the uploader's hands.
+  behind such a photo); `return` when the uploader is the owner of a copy on loan (it came back); otherwise
+  `borrow`: the holder is itself a borrower, who cannot give away what is not theirs, so the copy stays on loan
+  from its owner, now in the uploader's hands.
 Only the uploader, who has the copy, may rate its condition when confirming; the holder confirms without one.
 """
 
@@ -71,8 +72,10 @@ def confirm(conn: psycopg.Connection, *, user_id: str, suspected_exchange_id: st
                                         f"suspected exchange {suspected_exchange_id} cannot be confirmed")
             handover = in_progress
         elif copy.status in ("available", "on_loan"):
-            kind = "keep" if copy.owner_id == copy.holder_id else "borrow"
-            handover_id = repo.insert_handover(conn, copy_id=copy.copy_id, kind=kind, origin="suspected",
+            kind = ("keep" if copy.owner_id == copy.holder_id
+                    else "return" if copy.owner_id == suspected.uploader_id else "borrow")
+            handover_id = repo.insert_handover(conn, copy_id=copy.copy_id, kind=kind,
+                                               origin="return" if kind == "return" else "suspected",
                                                from_user_id=copy.holder_id, to_user_id=suspected.uploader_id)
             handover = repo.get_handover(conn, handover_id, lock=True)
         else:

@@ -282,6 +282,28 @@ def test_a_suspected_exchange_completes_the_hand_over_already_in_progress(db, w)
                                        "condition_grade": 9}
 
 
+def test_a_suspected_exchange_of_a_lent_copy_is_a_return_or_a_pass_along(db, w):
+    request = requests.create(db, requester_id=w.bob, copy_id=w.book_copy)
+    handover_id = requests.accept(db, user_id=w.alice, request_id=request.request_id).handover_id
+    handovers.complete(db, user_id=w.bob, handover_id=handover_id, condition_rating=8)
+
+    # Bob lent alice's copy on to carol: a borrow from bob, still alice's, still on loan.
+    passed = suspected.suspect(db, w.image(w.carol), w.book_copy, w.carol, w.bob)
+    along = handovers.get(db, user_id=w.carol,
+                          handover_id=suspected.confirm(db, user_id=w.bob, suspected_exchange_id=passed).handover_id)
+    assert (along.kind, along.origin, along.from_user_id) == ("borrow", "suspected", w.bob)
+    assert w.copy_row(w.book_copy) == {"owner_id": w.alice, "holder_id": w.carol, "status": "on_loan",
+                                       "condition_grade": 8}
+
+    # Alice photographs her own copy: it came back to her.
+    back = suspected.suspect(db, w.image(w.alice), w.book_copy, w.alice, w.carol)
+    returned = handovers.get(db, user_id=w.alice, handover_id=suspected.confirm(
+        db, user_id=w.alice, suspected_exchange_id=back, condition_rating=5).handover_id)
+    assert (returned.kind, returned.origin, returned.condition_rating) == ("return", "return", 5)
+    assert w.copy_row(w.book_copy) == {"owner_id": w.alice, "holder_id": w.alice, "status": "available",
+                                       "condition_grade": 5}
+
+
 def test_a_suspected_exchange_dismissed_changes_no_hands(db, w):
     suspected_id = suspected.suspect(db, w.image(w.bob), w.book_copy, w.bob, w.alice)
     dismissed = suspected.dismiss(db, user_id=w.bob, suspected_exchange_id=suspected_id)
