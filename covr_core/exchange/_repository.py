@@ -109,8 +109,10 @@ def get_request(conn: psycopg.Connection, request_id: str, *, lock: bool = False
 
 
 def open_request_of(conn: psycopg.Connection, copy_id: str, requester_id: str) -> Request | None:
-    row = conn.execute(_REQUEST + " where r.copy_id = %s and r.requester_id = %s and r.status in ('pending', 'accepted')",
-                       (copy_id, requester_id)).fetchone()
+    row = conn.execute(
+        _REQUEST + " where r.copy_id = %s and r.requester_id = %s and r.status in ('pending', 'accepted')",
+        (copy_id, requester_id),
+    ).fetchone()
     return _request(row) if row else None
 
 
@@ -148,8 +150,8 @@ def list_requests(conn: psycopg.Connection, *, user_id: str, role: str | None, s
           and (%(status)s::text is null or r.status = %(status)s)
           and (%(copy)s::uuid is null or r.copy_id = %(copy)s)
     """
-    rows = conn.execute(_REQUEST + filters + " order by r.created_at desc, r.request_id limit %(limit)s offset %(offset)s",
-                        params).fetchall()
+    rows = conn.execute(_REQUEST + filters + " order by r.created_at desc, r.request_id "
+                        "limit %(limit)s offset %(offset)s", params).fetchall()
     count = conn.execute("select count(*) as n from exchange.request r" + filters, params).fetchone()["n"]
     return [_request(r) for r in rows], count
 

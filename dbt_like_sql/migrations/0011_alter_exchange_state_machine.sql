@@ -156,12 +156,14 @@ create function exchange.request_follows_its_handover() returns trigger
 language plpgsql as $$
 begin
     if new.status = 'completed' and old.status <> 'completed'
-       and not exists (select 1 from exchange.exchange e where e.request_id = new.request_id and e.status = 'completed') then
+       and not exists (select 1 from exchange.exchange e
+                       where e.request_id = new.request_id and e.status = 'completed') then
         raise exception 'request % completed without its hand-over being completed', new.request_id
             using errcode = 'check_violation';
     end if;
     if new.status = 'cancelled' and old.status = 'accepted'
-       and exists (select 1 from exchange.exchange e where e.request_id = new.request_id and e.status = 'in_progress') then
+       and exists (select 1 from exchange.exchange e
+                   where e.request_id = new.request_id and e.status = 'in_progress') then
         raise exception 'request % cancelled while its hand-over is still in progress', new.request_id
             using errcode = 'check_violation';
     end if;

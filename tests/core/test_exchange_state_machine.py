@@ -160,7 +160,8 @@ def test_a_return_goes_from_the_holder_to_the_owner(conn, world):
 def test_suspected_exchanges_are_confirmed_only_by_a_completed_handover(conn, world):
     image = conn.execute(
         "insert into media.image (object_key, uploader_id, status, byte_size, sha256, phash, format) "
-        "values ('uploads/b/1.jpg', %s, 'accepted', 10, repeat('a', 64), 1, 'jpeg') returning image_id", (world["bob"],)).fetchone()["image_id"]
+        "values ('uploads/b/1.jpg', %s, 'accepted', 10, repeat('a', 64), 1, 'jpeg') returning image_id",
+        (world["bob"],)).fetchone()["image_id"]
     suspected = conn.execute(
         "insert into exchange.suspected_exchange (image_id, copy_id, uploader_id, holder_id) values (%s, %s, %s, %s) "
         "returning suspected_exchange_id", (image, world["copy"], world["bob"], world["alice"])
