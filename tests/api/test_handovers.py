@@ -1,4 +1,4 @@
-"""Hand-overs over HTTP: the receiver confirms with a rating, either side cancels, loans come back; refusals change nothing."""
+"""Hand-overs over HTTP: the receiver confirms with a rating, either side cancels, loans come back; refusals inert."""
 
 from __future__ import annotations
 
