@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from covr_api import errors
-from covr_api.routes import auth, health, users
+from covr_api.routes import auth, contacts, copies, health, uploads, users
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
@@ -18,6 +18,9 @@ ROUTERS = [
     health.router,
     auth.router,
     users.router,
+    contacts.router,
+    copies.router,
+    uploads.router,
 ]
 
 
