@@ -30,9 +30,11 @@ create table notification.notification (
     -- Null only for rows carried over from contact.notification that no event announced.
     event_id        bigint references outbox.event,
     recipient_id    uuid not null references contact.user,
+    -- contact_request is carried over from contact.notification; no rule writes it today.
     kind            text not null check (kind in (
                         'request_created', 'request_accepted', 'request_declined', 'request_cancelled',
-                        'exchange_completed', 'exchange_suspected', 'contact_request')),
+                        'exchange_completed', 'exchange_suspected', 'return_started', 'return_cancelled',
+                        'suspected_exchange_dismissed', 'contact_request')),
     -- What the message names (book title, the other person), as it was when the event was handled.
     payload         jsonb not null default '{}' check (jsonb_typeof(payload) = 'object'),
     created_at      timestamptz not null default now(),
