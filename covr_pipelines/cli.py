@@ -15,7 +15,9 @@ from pathlib import Path
 
 from covr_core.platform.db import Database, DatabaseUnavailable, describe_target, stop_embedded
 from covr_core.media.imaging import sniff_format
-from covr_core.dedup.ingest import InvalidHandle, ensure_user, normalise_handle
+from covr_core.contact import accounts
+from covr_core.contact.accounts import InvalidHandle, ensure_user, normalise_handle
+from covr_core.shared.errors import DomainError
 from covr_core.platform.migrations import MigrationError, migrate, status
 from covr_core.platform.settings import Settings
 
@@ -95,6 +97,17 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a sample catalog and sample photos, ingested through the Dagster job")
     demo.set_defaults(handler=cmd_demo)
+
+    api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    api.set_defaults(handler=cmd_api)
+
+    users = sub.add_parser("users", help="member accounts").add_subparsers(required=True, metavar="ACTION")
+    claim = users.add_parser("claim-code", help="a one-time code with which a member ingest created sets a password")
+    claim.add_argument("handle")
+    claim.set_defaults(handler=cmd_claim_code)
     return parser
 
 
@@ -104,6 +117,33 @@ def _open(settings: Settings, *, migrate_first: bool = True) -> Database:
         with db.connection() as conn:
             migrate(conn)
     return db
+
+
+def cmd_api(args, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    # An import string and a factory: every worker process builds its own app (and pool) from the environment.
+    uvicorn.run("covr_api.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="info")
+    return 0
+
+
+def cmd_claim_code(args, settings: Settings) -> int:
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            code = accounts.issue_claim_code(conn, args.handle)
+    except DomainError as exc:
+        print(f"covr: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    handle = accounts.normalise_handle(args.handle)
+    print(f"claim code for {handle}: {code}  (one use, valid {accounts.CLAIM_CODE_TTL.days} days; "
+          f"POST /v1/auth/claim with handle, code and a new password)")
+    return 0
 
 
 def _where(db: Database, settings: Settings) -> str:

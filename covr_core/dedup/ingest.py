@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import psycopg
@@ -11,45 +10,7 @@ from psycopg.types.json import Jsonb
 from covr_core.dedup.rules import DedupEvidence, HeldCopy, ImageMatch, Outcome, Thresholds
 from covr_core.shared.events import BookIdentified, DedupResolved, ExchangeSuspected, ImageUploaded
 from covr_core.identification.identify import Identification
-from covr_core.shared.ids import is_uuid
 from covr_core.shared.outbox import append_event
-
-HANDLE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-
-
-class InvalidHandle(ValueError):
-    pass
-
-
-def normalise_handle(raw: str) -> str:
-    handle = re.sub(r"\s+", "-", raw.strip().lower())
-    if not HANDLE.match(handle):
-        raise InvalidHandle(
-            f"user handle {raw!r} is not valid: use 1-63 lower-case letters, digits, '.', '_' or '-', "
-            f"starting with a letter or digit"
-        )
-    return handle
-
-
-def ensure_user(conn: psycopg.Connection, handle: str, display_name: str | None = None) -> str:
-    """The id of the user with this handle, created on first use."""
-    with conn.transaction():
-        row = conn.execute(
-            """
-            insert into contact.user (handle, display_name) values (%s, %s)
-            on conflict (handle) do update set handle = excluded.handle
-            returning user_id
-            """,
-            (handle, display_name or handle),
-        ).fetchone()
-    return str(row["user_id"])
-
-
-def user_exists(conn: psycopg.Connection, user_id: str) -> bool:
-    """Whether `user_id` names a user; False for anything that is not a uuid, so a stray key is skipped, not a crash."""
-    if not is_uuid(user_id):
-        return False
-    return conn.execute("select 1 from contact.user where user_id = %s", (user_id,)).fetchone() is not None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from covr_core.catalog.books import import_books, read_catalog_file
-from covr_core.dedup.ingest import ensure_user
+from covr_core.contact.accounts import ensure_user
 from covr_pipelines.resources import build_resources
 from covr_pipelines.samples import jpeg_bytes, photograph, render_cover, valid_isbn13
 
