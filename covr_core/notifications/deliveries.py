@@ -37,6 +37,7 @@ def send_due(conn: psycopg.Connection, mailer: Mailer, *, from_address: str, lim
     """Send the deliveries that are due, oldest first, one transaction each; `conn` autocommits."""
     sent = retrying = failed = 0
     stopped = None
+    tried: list[int] = []  # each delivery at most once per round, whatever its backoff
     for _ in range(limit):
         with conn.transaction():
             row = conn.execute(
@@ -46,14 +47,16 @@ def send_due(conn: psycopg.Connection, mailer: Mailer, *, from_address: str, lim
                 from notification.email_delivery d
                 join notification.notification n using (notification_id)
                 join contact.user u on u.user_id = n.recipient_id
-                where d.status = 'pending' and d.next_attempt_at <= now()
+                where d.status = 'pending' and d.next_attempt_at <= now() and d.notification_id <> all(%s)
                 order by d.next_attempt_at, d.notification_id
                 limit 1
                 for update of d skip locked
-                """
+                """,
+                (tried,),
             ).fetchone()
             if row is None:
                 break
+            tried.append(row["notification_id"])
             message = compose(
                 notification_id=row["notification_id"], event_id=row["event_id"], kind=row["kind"],
                 payload=row["payload"], to_address=row["to_address"], recipient_name=row["display_name"],

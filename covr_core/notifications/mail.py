@@ -106,7 +106,9 @@ class SmtpMailer:
             lost = exc.smtp_code == 421
             if lost:
                 self._drop()
-            raise SendFailed(f"SMTP server {self.host} answered {exc.smtp_code}: {_reason(exc)}",
+            # A 5xx to the message itself is final; a refused sender is our configuration, worth retrying.
+            permanent = isinstance(exc, smtplib.SMTPDataError) and exc.smtp_code >= 500
+            raise SendFailed(f"SMTP server {self.host} answered {_reason(exc)}", permanent=permanent,
                              connection_lost=lost) from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
