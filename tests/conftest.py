@@ -94,13 +94,15 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 
 class SmtpSink:
-    """What a real SMTP server on loopback accepted; `before_accept(n)` may answer the n-th message instead."""
+    """What a real SMTP server on loopback accepted; `before_accept(n)` may answer the n-th message offered
+    (accepted or not) with a reply of its own instead."""
 
     def __init__(self, host: str, port: int):
         import threading
 
         self.host, self.port = host, port
         self.messages: list = []
+        self.offered = 0
         self.before_accept = None  # callable(n) -> an SMTP reply such as "451 try later", or None to accept
         self.lock = threading.Lock()
 
@@ -108,7 +110,8 @@ class SmtpSink:
         from email import message_from_bytes, policy
 
         with self.lock:
-            n = len(self.messages) + 1
+            self.offered += 1
+            n = self.offered
             verdict = self.before_accept(n) if self.before_accept else None
             if verdict:
                 return verdict

@@ -40,6 +40,8 @@ class RoundReport:
                     self.consume_error))
 
     def line(self) -> str:
+        if self.busy:
+            return "another worker is in its round; nothing done"
         text = (f"{self.events} event(s), {self.notifications} notification(s), {self.mails_queued} mail(s) queued, "
                 f"{self.sent} sent, {self.retrying} to retry, {self.failed} failed")
         if self.consume_error:
