@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from covr_api import errors
-from covr_api.routes import auth, health, users
+from covr_api.routes import auth, health, notifications, users
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy
 from covr_core.contact.tokens import load_or_create_secret
 from covr_core.platform import migrations
@@ -19,6 +19,7 @@ ROUTERS = [
     health.router,
     auth.router,
     users.router,
+    notifications.router,
 ]
 
 

@@ -104,21 +104,21 @@ def _facts(conn: psycopg.Connection, event: OutboxEvent, notice: Notice) -> tupl
 _COLUMNS = "notification_id, kind, payload, created_at, read_at"
 
 
-def list_for(conn: psycopg.Connection, user_id: str, *, unread_only: bool = False, limit: int = 50,
+def list_for(conn: psycopg.Connection, user_id: str, *, unread: bool | None = None, limit: int = 50,
              offset: int = 0) -> tuple[list[dict], int]:
-    """A member's notifications, newest first, and how many there are in all (with the same filter)."""
-    unread = "and read_at is null" if unread_only else ""
+    """A member's notifications, newest first (unread only, read only, or all), and how many match in all."""
+    which = {None: "", True: "and read_at is null", False: "and read_at is not null"}[unread]
     rows = conn.execute(
         f"""
         select {_COLUMNS} from notification.notification
-        where recipient_id = %s {unread}
+        where recipient_id = %s {which}
         order by notification_id desc
         limit %s offset %s
         """,
         (user_id, limit, offset),
     ).fetchall()
     count = conn.execute(
-        f"select count(*) as n from notification.notification where recipient_id = %s {unread}", (user_id,)
+        f"select count(*) as n from notification.notification where recipient_id = %s {which}", (user_id,)
     ).fetchone()
     return rows, _id(count, "n")
 

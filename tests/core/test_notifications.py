@@ -211,7 +211,7 @@ def test_marking_read_is_the_recipients_alone(db, people):
     assert inbox.mark_read(db, people["alice"], rows[0]["notification_id"])["read_at"] == marked["read_at"]
     with pytest.raises(NotFound, match=f"notification {rows[1]['notification_id']} not found"):
         inbox.mark_read(db, people["bob"], rows[1]["notification_id"])
-    assert inbox.list_for(db, people["alice"], unread_only=True)[1] == 2
+    assert inbox.list_for(db, people["alice"], unread=True)[1] == 2
     assert inbox.mark_all_read(db, people["alice"]) == 2
     assert inbox.unread_count(db, people["alice"]) == 0
 
