@@ -9,24 +9,20 @@ from fastapi import FastAPI
 
 from covr_api import errors
 from covr_api.routes import auth, health, notifications, users
-from covr_core.contact.accounts import LoginPolicy, TokenPolicy
-from covr_core.contact.tokens import load_or_create_secret
+from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
 from covr_core.platform.settings import Settings
 
-ROUTERS = [
+# Open routes: no token. Every other router answers 401 without one.
+OPEN_ROUTERS = [
     health.router,
     auth.router,
+]
+ROUTERS = [
     users.router,
     notifications.router,
 ]
-
-
-def _token_secret(settings: Settings) -> bytes:
-    if settings.token_secret is not None:
-        return settings.token_secret.get_secret_value().encode()
-    return load_or_create_secret(settings.home / "token-secret")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.token_secret = _token_secret(settings)
+    app.state.token_secret = signing_secret(settings.token_secret, settings.home / "token-secret")
     app.state.token_policy = TokenPolicy(
         secret=app.state.token_secret,
         access_ttl=timedelta(seconds=settings.access_token_ttl_s),
@@ -62,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         window=timedelta(seconds=settings.login_window_s),
     )
     errors.install(app)
-    for router in ROUTERS:
+    for router in OPEN_ROUTERS:
         app.include_router(router, prefix="/v1")
+    for router in ROUTERS:
+        app.include_router(router, prefix="/v1", responses=errors.problems(401))
+    app.openapi = lambda: errors.openapi_with_problems(app)
     return app

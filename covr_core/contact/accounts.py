@@ -11,14 +11,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from covr_core.contact.tokens import (
+from covr_core.contact._tokens import (
     AccessClaims,
     issue_access_token,
+    load_or_create_secret,
     new_refresh_token,
     read_access_token,
     token_hash,
@@ -69,6 +71,13 @@ class Tokens:
     refresh_token: str
     expires_in: int
     user_id: str
+
+
+def signing_secret(configured, generated_at: Path) -> bytes:
+    """The access-token signing key: the configured secret (a SecretStr), else one generated once at `generated_at`."""
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    return load_or_create_secret(generated_at)
 
 
 def normalise_handle(raw: str) -> str:
