@@ -338,7 +338,6 @@ def apply_outcome(
             (image_id, outcome.matched_copy_id, uploader_id, outcome.suspected_holder_id),
         ).fetchone()
         if suspected is not None:
-            # The holder hears of it from this event: the notifications consumer writes their inbox row.
             append_event(conn, ExchangeSuspected(
                 suspected_exchange_id=str(suspected["suspected_exchange_id"]), image_id=image_id,
                 copy_id=outcome.matched_copy_id, uploader_id=uploader_id, holder_id=outcome.suspected_holder_id,
