@@ -59,6 +59,8 @@ class ConsumerState:
 
 def ensure_consumer(conn: psycopg.Connection, name: str) -> None:
     """Register `name` with its cursor at the beginning of the outbox; a no-op when it exists."""
+    if conn.execute("select 1 from outbox.consumer where name = %s", (name,)).fetchone() is not None:
+        return
     with conn.transaction():
         conn.execute("insert into outbox.consumer (name) values (%s) on conflict (name) do nothing", (name,))
 

@@ -44,6 +44,10 @@ A, B, C = (str(uuid.UUID(int=i)) for i in (1, 2, 3))
          [(A, "exchange_completed", B), (B, "exchange_completed", A)]),
         ("ExchangeSuspected", {"uploader_id": A, "holder_id": B, "copy_id": C}, [(B, "exchange_suspected", A)]),
         ("ReturnStarted", {"from_user_id": A, "to_user_id": B, "started_by": A}, [(B, "return_started", A)]),
+        ("ReturnCancelled", {"from_user_id": A, "to_user_id": B, "cancelled_by": B}, [(A, "return_cancelled", B)]),
+        # The exchange helper's decline when another request won: the requester hears, naming the holder.
+        ("RequestDeclined", {"requester_id": A, "current_holder_id": B, "accepted_request_id": C},
+         [(A, "request_declined", B)]),
         ("SuspectedExchangeDismissed", {"uploader_id": A, "holder_id": B, "dismissed_by": B},
          [(A, "suspected_exchange_dismissed", B)]),
         ("ImageUploaded", {"uploader_id": A}, []),
@@ -382,7 +386,7 @@ def test_a_server_that_drops_the_connection_mid_batch_loses_and_repeats_nothing(
 def test_two_workers_sending_at_once_send_each_mail_once(db_url, db, people, smtp_server):
     for _ in range(20):
         _announce(db, _request(db, people))
-    run_round(db, INBOX_ONLY.__class__(mailer_factory=lambda: _NoMail(), send_limit=0))
+    run_round(db, WorkerConfig(mailer_factory=lambda: _NoMail(), send_limit=0))  # queue only
     assert db.execute("select count(*) as n from notification.email_delivery").fetchone()["n"] == 20
     results = []
 
