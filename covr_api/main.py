@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from covr_api import errors
-from covr_api.routes import auth, contacts, copies, health, uploads, users
+from covr_api.routes import auth, contacts, copies, health, notifications, uploads, users
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
@@ -24,6 +24,7 @@ ROUTERS = [
     contacts.router,
     copies.router,
     uploads.router,
+    notifications.router,
 ]
 
 

@@ -344,11 +344,6 @@ def apply_outcome(
                 suspected_exchange_id=str(suspected["suspected_exchange_id"]), image_id=image_id,
                 copy_id=outcome.matched_copy_id, uploader_id=uploader_id, holder_id=outcome.suspected_holder_id,
             ))
-        conn.execute(
-            "insert into contact.notification (user_id, kind, payload) values (%s, 'exchange_suspected', %s)",
-            (outcome.suspected_holder_id, Jsonb({"image_id": image_id, "copy_id": outcome.matched_copy_id,
-                                                  "uploader_id": uploader_id})),
-        )
     if copy_id and not book_id:
         book_id = _str(conn.execute("select book_id from catalog.copy where copy_id = %s", (copy_id,)).fetchone()["book_id"])
     if outcome.action in ("attach", "create_copy", "create_book_and_copy"):
