@@ -102,6 +102,7 @@ def complete(conn: psycopg.Connection, *, user_id: str, handover_id: str, condit
         if user_id != handover.to_user_id:
             raise InvalidTransition(f"hand-over {handover_id} is confirmed by its receiver, not by its giver")
         _require_in_progress(handover, "completed")
+        require_copy_in_handover(handover, copy)
         finish(conn, handover, copy, rated_by=user_id, condition_rating=condition_rating, note=note)
         return repo.get_handover(conn, handover_id)
 
@@ -112,23 +113,25 @@ def cancel(conn: psycopg.Connection, *, user_id: str, handover_id: str) -> Hando
         handover, copy = _lock(conn, user_id, handover_id)
         _require_in_progress(handover, "cancelled")
         if handover.origin == "request":
-            cancel_request_handover(conn, repo.get_request(conn, handover.request_id, lock=True), handover,
+            cancel_request_handover(conn, repo.get_request(conn, handover.request_id, lock=True), handover, copy,
                                     cancelled_by=user_id)
         else:
             repo.cancel_handover(conn, handover_id, cancelled_by=user_id)
-            custody.set_status(conn, copy.copy_id, "on_loan", expected="requested")
+            if copy.status == "requested":  # a copy marked lost meanwhile stays lost
+                custody.set_status(conn, copy.copy_id, "on_loan", expected="requested")
             append_event(conn, ReturnCancelled(exchange_id=handover_id, copy_id=copy.copy_id,
                                                from_user_id=handover.from_user_id,
                                                to_user_id=handover.to_user_id, cancelled_by=user_id))
         return repo.get_handover(conn, handover_id)
 
 
-def cancel_request_handover(conn: psycopg.Connection, request: Request, handover: Handover, *,
+def cancel_request_handover(conn: psycopg.Connection, request: Request, handover: Handover, copy: Custody, *,
                             cancelled_by: str) -> None:
     """An accepted request and its hand-over called off together; the copy is available again."""
     repo.cancel_handover(conn, handover.handover_id, cancelled_by=cancelled_by)
     repo.set_request_status(conn, request.request_id, "cancelled")
-    custody.set_status(conn, request.copy_id, "available", expected="requested")
+    if copy.status == "requested":  # a copy marked lost meanwhile stays lost
+        custody.set_status(conn, request.copy_id, "available", expected="requested")
     append_event(conn, RequestCancelled(request_id=request.request_id, requester_id=request.requester_id,
                                         copy_id=request.copy_id, current_holder_id=request.holder_id,
                                         cancelled_by=cancelled_by, exchange_id=handover.handover_id))
@@ -157,6 +160,13 @@ def finish(conn: psycopg.Connection, handover: Handover, copy: Custody, *, rated
         condition_rating=condition_rating, completed_at=completed_at, request_id=handover.request_id,
         suspected_exchange_id=suspected_exchange_id or handover.suspected_exchange_id,
     ))
+
+
+def require_copy_in_handover(handover: Handover, copy: Custody) -> None:
+    """A copy marked lost while promised cannot arrive: the hand-over can only be cancelled."""
+    if copy.status != "requested":
+        raise InvalidTransition(f"copy {copy.copy_id} is {copy.status}; hand-over {handover.handover_id} cannot be "
+                                f"completed, only cancelled")
 
 
 def _lock(conn: psycopg.Connection, user_id: str, handover_id: str) -> tuple[Handover, Custody]:

@@ -43,8 +43,7 @@ def create(conn: psycopg.Connection, *, requester_id: str, copy_id: str, kind: R
         with conn.transaction():
             # A share lock: many requests for one copy go in at once, but none slips past an acceptance.
             copy = custody.lock(conn, copy_id, share=True)
-            if copy is None or (copy.holder_id != requester_id
-                                and not is_accepted_contact(conn, requester_id, copy.holder_id)):
+            if copy is None or not _visible(conn, requester_id, copy):
                 raise NotFound(f"copy {copy_id} not found")
             if copy.holder_id == requester_id:
                 raise InvalidInput(f"you hold copy {copy_id}; a request goes to someone else's copy", field="copy_id")
@@ -64,6 +63,13 @@ def create(conn: psycopg.Connection, *, requester_id: str, copy_id: str, kind: R
     except psycopg.errors.UniqueViolation as exc:
         # Two requests by one member raced past the check: the partial unique index has the last word.
         raise Conflict(f"you already have an open request for copy {copy_id}") from exc
+
+
+def _visible(conn: psycopg.Connection, user_id: str, copy: custody.Custody) -> bool:
+    """The copies API's rule (catalog.copies): yours, or held by an accepted contact and neither withdrawn nor lost."""
+    if user_id in (copy.owner_id, copy.holder_id):
+        return True
+    return copy.status not in ("withdrawn", "lost") and is_accepted_contact(conn, user_id, copy.holder_id)
 
 
 def get(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Request:
@@ -119,7 +125,7 @@ def decline(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Reque
 def cancel(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Request:
     """The requester withdraws an open request; once accepted, either side may call the hand-over off."""
     with conn.transaction():
-        request, _ = _lock(conn, user_id, request_id)
+        request, copy = _lock(conn, user_id, request_id)
         if request.status == "pending":
             if user_id != request.requester_id:
                 raise InvalidTransition(f"request {request_id} is pending: its holder declines it, "
@@ -131,7 +137,7 @@ def cancel(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Reques
         elif request.status == "accepted":
             handover = repo.handover_of_request(conn, request_id, lock=True)
             if handover is not None:
-                handovers.cancel_request_handover(conn, request, handover, cancelled_by=user_id)
+                handovers.cancel_request_handover(conn, request, handover, copy, cancelled_by=user_id)
             else:  # accepted before hand-overs were recorded (written in SQL): nothing else to undo
                 repo.set_request_status(conn, request_id, "cancelled")
                 append_event(conn, RequestCancelled(request_id=request_id, requester_id=request.requester_id,

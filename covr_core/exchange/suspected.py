@@ -70,6 +70,7 @@ def confirm(conn: psycopg.Connection, *, user_id: str, suspected_exchange_id: st
             if in_progress.to_user_id != suspected.uploader_id:
                 raise InvalidTransition(f"copy {copy.copy_id} is being handed over to someone else; "
                                         f"suspected exchange {suspected_exchange_id} cannot be confirmed")
+            handovers.require_copy_in_handover(in_progress, copy)
             handover = in_progress
         elif copy.status in ("available", "on_loan"):
             kind = ("keep" if copy.owner_id == copy.holder_id

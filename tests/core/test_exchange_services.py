@@ -135,8 +135,8 @@ def test_requests_refused_for_bad_data_or_state(db, w):
     first = requests.create(db, requester_id=w.bob, copy_id=w.book_copy)
     with pytest.raises(Conflict, match=first.request_id):
         requests.create(db, requester_id=w.bob, copy_id=w.book_copy)
-    db.execute("update catalog.copy set status = 'withdrawn' where copy_id = %s", (w.book_copy,))
-    with pytest.raises(InvalidTransition, match="withdrawn"):
+    db.execute("update catalog.copy set status = 'unavailable' where copy_id = %s", (w.book_copy,))
+    with pytest.raises(InvalidTransition, match="unavailable"):
         requests.create(db, requester_id=w.carol, copy_id=w.book_copy)
     with pytest.raises(InvalidTransition, match="no longer available"):
         requests.accept(db, user_id=w.alice, request_id=first.request_id)
@@ -220,6 +220,18 @@ def test_a_borrowed_copy_returns_to_its_owner_as_a_hand_over(db, w):
     assert [e["started_by"] for e in w.events("ReturnStarted")] == [w.bob, w.alice]
     assert [e["cancelled_by"] for e in w.events("ReturnCancelled")] == [w.alice]
     assert len(w.events("ExchangeCompleted")) == 2
+
+
+def test_a_copy_lost_during_its_hand_over_can_only_be_cancelled(db, w):
+    request = requests.create(db, requester_id=w.bob, copy_id=w.book_copy)
+    handover_id = requests.accept(db, user_id=w.alice, request_id=request.request_id).handover_id
+    db.execute("update catalog.copy set status = 'lost' where copy_id = %s", (w.book_copy,))
+    with pytest.raises(InvalidTransition, match="is lost; hand-over .* cannot be completed, only cancelled"):
+        handovers.complete(db, user_id=w.bob, handover_id=handover_id, condition_rating=5)
+    assert handovers.cancel(db, user_id=w.bob, handover_id=handover_id).status == "cancelled"
+    assert w.copy_row(w.book_copy)["status"] == "lost"
+    with pytest.raises(NotFound):  # contacts no longer see a lost copy (the copies API's rule)
+        requests.create(db, requester_id=w.carol, copy_id=w.book_copy)
 
 
 def test_completion_is_one_transaction_with_the_ledger_hook(db, w, monkeypatch):
