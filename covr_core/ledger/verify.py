@@ -179,6 +179,10 @@ def _scan(conn, query, heads, leaves, problems, seen, report, *, fast: bool) -> 
         if bad:
             return
         head_seq, head_hash = heads.get(cid, (None, None))
+        if head_seq is not None and head_seq > last_seq:
+            problems.append(Problem(MISSING_ENTRY, f"ledger.chain says head {head_seq}, the chain ends at entry "
+                                    f"{last_seq}: the tail is gone", cid, last_seq + 1))
+            return
         if head_seq != last_seq or head_hash.hex().encode() != last_hex:
             problems.append(Problem(HEAD_MISMATCH, f"ledger.chain says head {head_seq} "
                                     f"({(head_hash or b'').hex()[:16]}…), the last entry is {last_seq} "
