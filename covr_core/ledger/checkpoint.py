@@ -304,3 +304,17 @@ def _refuse_regressions(prev_id: int, previous: dict, heads: list[tuple]) -> Non
                 f"copy {c}: checkpoint {prev_id} covers entry {s} but the chain's head is now at "
                 f"{current.get(c, 0)}; run `covr ledger verify` before writing another checkpoint"
             )
+
+
+# The object store ---------------------------------------------------------------------------------------------
+
+def export(store, cp: Checkpoint) -> str:
+    """Put the checkpoint document where someone without database access keeps a copy; returns its key."""
+    store.put(cp.object_key, cp.document_bytes(), content_type="application/json")
+    return cp.object_key
+
+
+def exported_documents(store, *, newest: int = 1) -> list[dict]:
+    """The newest exported checkpoint documents (keys sort by checkpoint id), oldest first."""
+    keys = sorted(o.key for o in store.list_since(OBJECT_PREFIX, None))
+    return [json.loads(store.get(k)) for k in keys[-newest:]] if newest else []
