@@ -60,9 +60,31 @@ def problem(status: int, code: str, detail: str, headers: dict | None = None, **
 def problems(*statuses: int) -> dict:
     """The `responses=` of a route: its error statuses, documented with the Problem schema."""
     return {
-        s: {"model": Problem, "description": TITLES.get(s, str(s)), "content": {PROBLEM_MEDIA_TYPE: {}}}
+        s: {"model": Problem, "description": TITLES.get(s, str(s))}
         for s in statuses
     }
+
+
+def openapi_with_problems(app: FastAPI) -> dict:
+    """The OpenAPI document, with every error response described as problem+json (FastAPI's default 422
+    schema is not what this API sends)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            for status, response in op.get("responses", {}).items():
+                if status[0] in "45":
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}
+                    response["description"] = TITLES.get(int(status), response.get("description", ""))
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    app.openapi_schema = schema
+    return schema
 
 
 def status_of(exc: errors.DomainError) -> int:

@@ -14,9 +14,12 @@ from covr_core.platform import migrations
 from covr_core.platform.db import Database
 from covr_core.platform.settings import Settings
 
-ROUTERS = [
+# Open routes: no token. Every other router answers 401 without one.
+OPEN_ROUTERS = [
     health.router,
     auth.router,
+]
+ROUTERS = [
     users.router,
 ]
 
@@ -54,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         window=timedelta(seconds=settings.login_window_s),
     )
     errors.install(app)
-    for router in ROUTERS:
+    for router in OPEN_ROUTERS:
         app.include_router(router, prefix="/v1")
+    for router in ROUTERS:
+        app.include_router(router, prefix="/v1", responses=errors.problems(401))
+    app.openapi = lambda: errors.openapi_with_problems(app)
     return app
