@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from covr_api import errors
-from covr_api.routes import auth, health, users
+from covr_api.routes import auth, health, history, users
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
@@ -21,6 +21,7 @@ OPEN_ROUTERS = [
 ]
 ROUTERS = [
     users.router,
+    history.router,
 ]
 
 

@@ -24,3 +24,26 @@ def entries(conn: psycopg.Connection, copy_id: str, *, after_seq: int = 0, limit
     count = conn.execute("select count(*) as n from ledger.entry where copy_id = %s", (copy_id,)).fetchone()
     n = count["n"] if isinstance(count, dict) else count[0]
     return [dict(r) for r in rows], n
+
+
+def visible_copy(conn: psycopg.Connection, user_id: str, copy_id: str) -> dict:
+    """The copy, when `user_id` may see it: its owner, its holder, or an accepted contact of either.
+
+    A copy the caller may not see answers exactly like one that does not exist.
+    """
+    from covr_core.contact.links import is_accepted_contact
+    from covr_core.shared.errors import NotFound
+    from covr_core.shared.ids import is_uuid
+
+    missing = NotFound(f"copy {copy_id} not found")
+    if not is_uuid(copy_id):
+        raise missing
+    row = conn.execute(
+        "select copy_id, owner_id, current_holder_id from catalog.copy where copy_id = %s", (copy_id,)
+    ).fetchone()
+    if row is None:
+        raise missing
+    owner, holder = str(row["owner_id"]), str(row["current_holder_id"])
+    if user_id in (owner, holder) or any(is_accepted_contact(conn, user_id, other) for other in {owner, holder}):
+        return dict(row)
+    raise missing
