@@ -11,8 +11,8 @@ Checks, per copy in copy-id order and per entry in seq order:
   history whose successors were all recomputed, a truncated tail with its head moved back), or the stored
   checkpoints and leaves disagree with the signed root or with each other;
 - bad signature: the latest checkpoint is not signed by a trusted key.
-The fast path lets Postgres compare the columns with the canonical bytes (jsonb equality, in C) while Python
-hashes and links the stream; a canonical value Postgres cannot parse falls back to the same checks in Python.
+Postgres streams the rows (COPY) while Python hashes, links and re-encodes them; the columns must re-encode
+to the hashed bytes byte for byte.
 """
 
 from __future__ import annotations
@@ -38,15 +38,7 @@ BAD_SIGNATURE = "bad signature"
 
 _GENESIS_HEX = canonical.GENESIS_HASH.hex().encode()
 
-_FAST = """
-select e.copy_id, e.seq, encode(e.prev_hash, 'hex'), encode(e.entry_hash, 'hex'), encode(e.canonical, 'hex'),
-       convert_from(e.canonical, 'UTF8')::jsonb = jsonb_build_object(
-           'v', {version}, 'copy_id', e.copy_id, 'seq', e.seq, 'prev_hash', encode(e.prev_hash, 'hex'),
-           'ts_us', (extract(epoch from e.ts) * 1000000)::bigint, 'entry_type', e.entry_type,
-           'from_user_id', e.from_user_id, 'to_user_id', e.to_user_id, 'refs', e.refs, 'payload', e.payload)
-from ledger.entry e {where} order by e.copy_id, e.seq
-"""
-_SLOW = """
+_ENTRIES = """
 select e.copy_id, e.seq, encode(e.prev_hash, 'hex'), encode(e.entry_hash, 'hex'), encode(e.canonical, 'hex'),
        (extract(epoch from e.ts) * 1000000)::bigint, e.entry_type, e.from_user_id, e.to_user_id,
        e.refs::text, e.payload::text
@@ -128,15 +120,7 @@ def verify(
     where = sql.SQL("where e.copy_id = {}").format(sql.Literal(copy_id)) if copy_id else sql.SQL("")
     chain_problems: list[Problem] = []
     seen: set = set()
-    try:
-        _scan(conn, sql.SQL(_FAST).format(version=sql.Literal(canonical.VERSION), where=where), heads, leaves,
-              chain_problems, seen, report, fast=True)
-    except psycopg.errors.DataError:
-        # A canonical value that is not UTF-8 JSON any more: Python checks every row instead.
-        chain_problems.clear()
-        seen.clear()
-        report.copies = report.entries = 0
-        _scan(conn, sql.SQL(_SLOW).format(where=where), heads, leaves, chain_problems, seen, report, fast=False)
+    _scan(conn, sql.SQL(_ENTRIES).format(where=where), heads, leaves, chain_problems, seen, report)
     # Chains that have a head (or a checkpointed leaf) but no entry left at all.
     for cid in sorted(set(heads) | set(leaves), key=uuid.UUID):
         if cid in seen:
@@ -164,7 +148,7 @@ def _heads(conn, copy_id) -> dict:
         return {c: (s, bytes(h)) for c, s, h in cur}
 
 
-def _scan(conn, query, heads, leaves, problems, seen, report, *, fast: bool) -> None:
+def _scan(conn, query, heads, leaves, problems, seen, report) -> None:
     tag = canonical.ENTRY_TAG
     sha256 = hashlib.sha256
     fromhex = bytes.fromhex
@@ -226,7 +210,7 @@ def _scan(conn, query, heads, leaves, problems, seen, report, *, fast: bool) -> 
                                             cid.decode(), seq))
                     bad = True
                     continue
-                agrees = f[5] == b"t" if fast else _agrees(f, canon)
+                agrees = _agrees(f, canon)
                 if not agrees:
                     problems.append(Problem(CONTENT_MISMATCH, "its stored columns (payload, refs, ts, type, "
                                             "users) differ from the hashed bytes", cid.decode(), seq))
@@ -252,26 +236,34 @@ def _scan(conn, query, heads, leaves, problems, seen, report, *, fast: bool) -> 
 
 
 def _agrees(f, canon: bytes) -> bool:
+    """Whether the stored columns re-encode to exactly the hashed bytes (byte for byte: `true` is not `1`)."""
     try:
-        stored = json.loads(canon)
-    except ValueError:
-        return False
-    unnull = lambda v: None if v == b"\\N" else v.decode()  # noqa: E731
-    try:
+        refs, payload = _decode(_unescape(b"[" + f[9] + b"," + f[10] + b"]").decode())
         expected = {
             "v": canonical.VERSION, "copy_id": f[0].decode(), "seq": int(f[1]), "prev_hash": f[2].decode(),
-            "ts_us": int(f[5]), "entry_type": f[6].decode(), "from_user_id": unnull(f[7]),
-            "to_user_id": unnull(f[8]), "refs": json.loads(_copy_text(f[9])),
-            "payload": json.loads(_copy_text(f[10])),
+            "ts_us": int(f[5]), "entry_type": f[6].decode(),
+            "from_user_id": None if f[7] == b"\\N" else f[7].decode(),
+            "to_user_id": None if f[8] == b"\\N" else f[8].decode(),
+            "refs": refs, "payload": payload,
         }
     except ValueError:
         return False
-    return stored == expected
+    # json.dumps with sorted keys is RFC 8785 for I-JSON except key order beyond the BMP; rfc8785 decides then.
+    if _encode(expected).encode() == canon:
+        return True
+    try:
+        return canonical.canonical_bytes(expected) == canon
+    except Exception:  # noqa: BLE001 - a tampered value rfc8785 cannot even encode is a mismatch
+        return False
 
 
-def _copy_text(value: bytes) -> str:
-    # COPY text format escapes backslashes and control characters.
-    return value.decode().encode("latin-1", "backslashreplace").decode("unicode_escape") if b"\\" in value else value.decode()
+_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+_decode = json.JSONDecoder().decode
+
+
+def _unescape(value: bytes) -> bytes:
+    # COPY's text format doubles backslashes; jsonb text holds no raw control characters to unescape.
+    return value.replace(b"\\\\", b"\\") if b"\\" in value else value
 
 
 def _check_checkpoints(conn, report: Report, keys: dict, exported: list[dict], copy_id) -> dict:
