@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from covr_api import errors
-from covr_api.routes import auth, contacts, copies, health, notifications, uploads, users
+from covr_api.routes import auth, contacts, copies, health, history, notifications, uploads, users
 from covr_api.routes import handovers, requests, suspected_exchanges
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
@@ -30,6 +30,7 @@ ROUTERS = [
     handovers.router,
     handovers.returns_router,
     suspected_exchanges.router,
+    history.router,
 ]
 
 

@@ -110,6 +110,22 @@ def _parser() -> argparse.ArgumentParser:
     claim.set_defaults(handler=cmd_claim_code)
 
     _notifications_parser(sub)
+    ledger = sub.add_parser("ledger", help="the provenance ledger").add_subparsers(required=True, metavar="ACTION")
+    keygen = ledger.add_parser("keygen", help="write a new Ed25519 checkpoint signing key")
+    keygen.add_argument("--out", type=Path, help="where to write the PEM (default: the configured key file)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key (a rotation)")
+    keygen.set_defaults(handler=cmd_ledger_keygen)
+    verify = ledger.add_parser("verify", help="check every chain, its head and the latest signed checkpoint")
+    verify.add_argument("--copy", metavar="ID", help="only this copy's chain")
+    verify.add_argument("--json", action="store_true", help="one JSON object with every problem")
+    verify.set_defaults(handler=cmd_ledger_verify)
+    proof = ledger.add_parser("check-proof", help="check an inclusion proof file (GET /v1/copies/ID/history/proof)")
+    proof.add_argument("file", type=Path)
+    proof.add_argument("--public-key", action="append", default=[], metavar="HEX",
+                       help="a trusted public key (default: the configured ones); repeatable")
+    proof.set_defaults(handler=cmd_ledger_check_proof)
+    ledger.add_parser("checkpoint", help="write, sign and export a checkpoint now").set_defaults(
+        handler=cmd_ledger_checkpoint)
     return parser
 
 
@@ -549,3 +565,104 @@ def cmd_notifications_retry(args, settings: Settings) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# covr ledger ---------------------------------------------------------------------------------------------------
+
+def cmd_ledger_keygen(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint
+
+    path = args.out or checkpoint.default_key_file(settings)
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} exists; a new key is a rotation: keep the old public key in "
+                         "COVR_LEDGER_TRUSTED_KEYS and pass --force (see README, Provenance ledger)")
+    pem = checkpoint.generate_private_key_pem()
+    old = checkpoint.load_private_key(path.read_bytes()) if path.exists() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_bytes(pem)
+    tmp.replace(path)
+    key = checkpoint.load_private_key(pem)
+    print(f"wrote {path} (key id {checkpoint.key_id(key)})")
+    print(f"public key: {checkpoint.public_hex(key)}")
+    if old is not None:
+        print(f"replaced key {checkpoint.key_id(old)}; keep verifying its checkpoints with "
+              f"COVR_LEDGER_TRUSTED_KEYS='[\"{checkpoint.public_hex(old)}\"]'")
+    return 0
+
+
+def _ledger_store(settings: Settings):
+    from covr_pipelines.resources import build_resources
+
+    return build_resources(settings)["object_store"].store()
+
+
+def cmd_ledger_verify(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint, verify
+
+    keys = checkpoint.trusted_keys(settings)
+    exported = checkpoint.exported_documents(_ledger_store(settings))
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            report = verify.verify(conn, copy_id=args.copy, trusted_keys=keys, exported=exported)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif report.ok:
+        rate = report.entries / report.seconds if report.seconds else 0
+        cp = f"checkpoint {report.checkpoint_id}" if report.checkpoint_id else "no checkpoint yet"
+        print(f"ledger verified: {report.entries} entries in {report.copies} copies, {cp} "
+              f"({report.seconds:.2f} s, {rate:,.0f} entries/s)")
+    else:
+        print(f"covr: ledger verification failed: {report.first}", file=sys.stderr)
+        for problem in report.problems[1:]:
+            print(f"  {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_ledger_check_proof(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint, proofs
+
+    try:
+        proof = json.loads(args.file.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.file}: not a readable JSON proof ({exc})") from None
+    try:
+        keys = [checkpoint.parse_public_key(k) for k in args.public_key] or list(
+            checkpoint.trusted_keys(settings).values())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    problems = proofs.check_proof(proof, keys) if isinstance(proof, dict) else ["not a covr inclusion proof"]
+    if problems:
+        print(f"covr: {args.file}: {problems[0]}", file=sys.stderr)
+        return 1
+    body = json.loads(proof["checkpoint"]["body"])
+    print(f"{args.file}: copy {proof['copy_id']} entry {proof['head_seq']} is in checkpoint "
+          f"{body['checkpoint_id']} ({body['tree_size']} copies), signed by key {body['key_id']}; "
+          f"{len(proof.get('entries', []))} entries chain to it")
+    return 0
+
+
+def cmd_ledger_checkpoint(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint
+
+    try:
+        key = checkpoint.signing_key(settings)
+    except (checkpoint.SigningKeyMissing, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            cp = checkpoint.create(conn, key)
+    except (checkpoint.ChainRegressed, checkpoint.CheckpointConflict) as exc:
+        print(f"covr: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    where = checkpoint.export(_ledger_store(settings), cp)
+    print(f"checkpoint {cp.checkpoint_id}: {cp.tree_size} copies, root {cp.root_hash.hex()}, key {cp.key_id}, "
+          f"exported to {where}")
+    return 0

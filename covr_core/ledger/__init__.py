@@ -1,1 +1,1 @@
-"""The provenance ledger: one hash chain per copy. For now only the hook a completed hand-over calls."""
+"""The provenance ledger: one hash chain per copy, signed checkpoints over every head, verification."""
