@@ -563,9 +563,6 @@ def cmd_notifications_retry(args, settings: Settings) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # covr ledger ---------------------------------------------------------------------------------------------------
 
@@ -666,3 +663,7 @@ def cmd_ledger_checkpoint(args, settings: Settings) -> int:
     print(f"checkpoint {cp.checkpoint_id}: {cp.tree_size} copies, root {cp.root_hash.hex()}, key {cp.key_id}, "
           f"exported to {where}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
