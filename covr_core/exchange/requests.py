@@ -18,8 +18,7 @@ from typing import Literal
 
 import psycopg
 
-from covr_core.catalog import custody
-from covr_core.contact.links import is_accepted_contact
+from covr_core.catalog import copies, custody
 from covr_core.exchange import handovers
 from covr_core.exchange import _repository as repo
 from covr_core.exchange._repository import Request
@@ -43,7 +42,7 @@ def create(conn: psycopg.Connection, *, requester_id: str, copy_id: str, kind: R
         with conn.transaction():
             # A share lock: many requests for one copy go in at once, but none slips past an acceptance.
             copy = custody.lock(conn, copy_id, share=True)
-            if copy is None or not _visible(conn, requester_id, copy):
+            if copy is None or not copies.is_visible(conn, requester_id, copy_id):
                 raise NotFound(f"copy {copy_id} not found")
             if copy.holder_id == requester_id:
                 raise InvalidInput(f"you hold copy {copy_id}; a request goes to someone else's copy", field="copy_id")
@@ -63,13 +62,6 @@ def create(conn: psycopg.Connection, *, requester_id: str, copy_id: str, kind: R
     except psycopg.errors.UniqueViolation as exc:
         # Two requests by one member raced past the check: the partial unique index has the last word.
         raise Conflict(f"you already have an open request for copy {copy_id}") from exc
-
-
-def _visible(conn: psycopg.Connection, user_id: str, copy: custody.Custody) -> bool:
-    """The copies API's rule (catalog.copies): yours, or held by an accepted contact and neither withdrawn nor lost."""
-    if user_id in (copy.owner_id, copy.holder_id):
-        return True
-    return copy.status not in ("withdrawn", "lost") and is_accepted_contact(conn, user_id, copy.holder_id)
 
 
 def get(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Request:
