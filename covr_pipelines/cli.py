@@ -101,8 +101,14 @@ def _parser() -> argparse.ArgumentParser:
 def _open(settings: Settings, *, migrate_first: bool = True) -> Database:
     db = Database.from_settings(settings)
     if migrate_first:
-        with db.connection() as conn:
-            migrate(conn)
+        try:
+            with db.connection() as conn:
+                migrate(conn)
+        except BaseException:
+            # The caller's `finally: db.close()` has not started yet: without this, a refused migration (or
+            # Ctrl-C during one) keeps this process's handle, and the embedded server, until the process exits.
+            db.close()
+            raise
     return db
 
 
