@@ -169,7 +169,7 @@ def cmd_db_stop(args, settings: Settings) -> int:
 
 
 def cmd_catalog_import(args, settings: Settings) -> int:
-    """Every non-blank row is counted once: inserted, updated, skipped or refused (refusals on stderr by line)."""
+    """Every non-blank row is counted once: inserted, updated, unchanged, skipped or refused (refusals on stderr)."""
     import psycopg
 
     from covr_core.catalog.books import CatalogFile, import_books
@@ -196,7 +196,7 @@ def cmd_catalog_import(args, settings: Settings) -> int:
         db.close()
     encoding = catalog.encoding + (f", {catalog.encoding_note}" if catalog.encoding_note else "")
     print(f"{args.file}: {report.rows} rows: {report.inserted} inserted, {report.updated} updated, "
-          f"{report.skipped} skipped, {report.refused} refused (encoding {encoding})")
+          f"{report.unchanged} unchanged, {report.skipped} skipped, {report.refused} refused (encoding {encoding})")
     for error in sorted(report.errors, key=lambda e: e.line):
         print(f"  {error}", file=sys.stderr)
     return 0
