@@ -32,7 +32,7 @@ dagster: $(STAMP)
 	DAGSTER_HOME="$(DAGSTER_HOME_DIR)" $(BIN)/dagster dev -w workspace.yaml
 
 api: $(STAMP)
-	$(BIN)/uvicorn covr_api.main:app --reload
+	$(BIN)/covr api
 
 clean:
 	rm -rf .covr

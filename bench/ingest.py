@@ -160,7 +160,7 @@ def whole_ingest(paths: list[Path], batch: int, clip: bool, per_image: dict[str,
     import dagster as dg
 
     from covr_core.platform.db import Database
-    from covr_core.dedup.ingest import ensure_user
+    from covr_core.contact.accounts import ensure_user
     from covr_core.platform.migrations import migrate
     from covr_core.platform.settings import Settings
     from covr_pipelines.definitions import INGEST_JOB, build_definitions

@@ -1,44 +1,69 @@
-"""The Covr HTTP API: routers mounted under /v1, domain errors mapped to problem+json."""
+"""The Covr HTTP API: one router per noun under /v1, domain errors mapped to problem+json."""
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
+from covr_api import errors
+from covr_api.routes import auth, contacts, copies, health, notifications, uploads, users
+from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
+from covr_core.platform import migrations
 from covr_core.platform.db import Database
 from covr_core.platform.settings import Settings
 
-
-def problem(status: int, code: str, detail: str, **extra) -> JSONResponse:
-    body = {"type": f"https://covr.example/problems/{code}", "title": code, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+# Open routes: no token. Every other router answers 401 without one.
+OPEN_ROUTERS = [
+    health.router,
+    auth.router,
+]
+ROUTERS = [
+    users.router,
+    contacts.router,
+    copies.router,
+    uploads.router,
+    notifications.router,
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.db = Database.from_settings(settings or Settings())
+        db = Database.from_settings(settings)
         try:
+            with db.connection() as conn:
+                migrations.migrate(conn)
+            app.state.db = db
             yield
         finally:
-            app.state.db.close()
+            db.close()
 
-    app = FastAPI(title="Covr", version="0.1.0", lifespan=lifespan)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        return problem(422, "invalid_request", "the request does not match the schema", errors=exc.errors())
-
-    @app.get("/v1/health", tags=["health"])
-    def health(request: Request) -> dict:
-        with request.app.state.db.connection() as conn:
-            conn.execute("select 1")
-        return {"status": "ok"}
-
+    app = FastAPI(
+        title="Covr",
+        version="0.1.0",
+        summary="Book sharing among people who know each other: copies, requests, hand-overs, notifications.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_secret = signing_secret(settings.token_secret, settings.home / "token-secret")
+    app.state.token_policy = TokenPolicy(
+        secret=app.state.token_secret,
+        access_ttl=timedelta(seconds=settings.access_token_ttl_s),
+        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_s),
+    )
+    app.state.login_policy = LoginPolicy(
+        max_failures_per_handle=settings.login_max_failures_per_handle,
+        max_failures_per_address=settings.login_max_failures_per_address,
+        window=timedelta(seconds=settings.login_window_s),
+    )
+    errors.install(app)
+    for router in OPEN_ROUTERS:
+        app.include_router(router, prefix="/v1")
+    for router in ROUTERS:
+        app.include_router(router, prefix="/v1", responses=errors.problems(401))
+    app.openapi = lambda: errors.openapi_with_problems(app)
     return app
-
-
-app = create_app()

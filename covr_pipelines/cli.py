@@ -16,7 +16,9 @@ from pathlib import Path
 
 from covr_core.platform.db import Database, DatabaseUnavailable, describe_target, stop_embedded
 from covr_core.media.imaging import sniff_format
-from covr_core.dedup.ingest import InvalidHandle, ensure_user, normalise_handle
+from covr_core.contact import accounts
+from covr_core.contact.accounts import InvalidHandle, ensure_user, normalise_handle
+from covr_core.shared.errors import DomainError
 from covr_core.platform.migrations import MigrationError, migrate, status
 from covr_core.platform.settings import Settings
 
@@ -96,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a sample catalog and sample photos, ingested through the Dagster job")
     demo.set_defaults(handler=cmd_demo)
+
+    api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    api.set_defaults(handler=cmd_api)
+
+    users = sub.add_parser("users", help="member accounts").add_subparsers(required=True, metavar="ACTION")
+    claim = users.add_parser("claim-code", help="a one-time code with which a member ingest created sets a password")
+    claim.add_argument("handle")
+    claim.set_defaults(handler=cmd_claim_code)
+
+    _notifications_parser(sub)
     return parser
 
 
@@ -111,6 +126,33 @@ def _open(settings: Settings, *, migrate_first: bool = True) -> Database:
             db.close()
             raise
     return db
+
+
+def cmd_api(args, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    # An import string and a factory: every worker process builds its own app (and pool) from the environment.
+    uvicorn.run("covr_api.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="info")
+    return 0
+
+
+def cmd_claim_code(args, settings: Settings) -> int:
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            code = accounts.issue_claim_code(conn, args.handle)
+    except DomainError as exc:
+        print(f"covr: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    handle = accounts.normalise_handle(args.handle)
+    print(f"claim code for {handle}: {code}  (one use, valid {accounts.CLAIM_CODE_TTL.days} days; "
+          f"POST /v1/auth/claim with handle, code and a new password)")
+    return 0
 
 
 def _where(db: Database, settings: Settings) -> str:
@@ -473,6 +515,94 @@ def _human(line: dict) -> str:
     isbn = f" (ISBN {line['isbn13']})" if line["isbn13"] else ""
     via = f" via {line['source']}" if line["source"] else ""
     return f"{line['file']}: {line['decision'] or 'accepted'}: {what}{isbn}{via} [{line['match_reason'] or '-'}]"
+
+
+
+def _notifications_parser(sub) -> None:
+    notifications = sub.add_parser("notifications", help="the inbox and mail worker").add_subparsers(
+        required=True, metavar="ACTION")
+    worker = notifications.add_parser(
+        "worker", help="turn outbox events into notifications and send their mail, until stopped")
+    worker.add_argument("--once", action="store_true", help="one round: handle every readable event, send what is "
+                                                            "due, then exit")
+    worker.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between rounds (default 2)")
+    worker.set_defaults(handler=cmd_notifications_worker)
+    notifications.add_parser(
+        "status", help="the consumer's position and pending, retrying and failed mail; exits 1 if anything failed"
+    ).set_defaults(handler=cmd_notifications_status)
+    retry = notifications.add_parser("retry", help="put mail that failed for good back in the queue")
+    retry.add_argument("ids", nargs="*", type=int, metavar="NOTIFICATION_ID", help="default: every failed mail")
+    retry.set_defaults(handler=cmd_notifications_retry)
+
+
+def cmd_notifications_worker(args, settings: Settings) -> int:
+    """The worker runs until SIGTERM or Ctrl-C; each round that does something prints one line."""
+    from covr_core.notifications.worker import WorkerConfig, run
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be a positive number of seconds")
+    config = WorkerConfig.from_settings(settings)
+    db = _open(settings)
+    try:
+        mail = (f"mail via {settings.smtp_host}:{settings.smtp_port}" if config.mailer_factory
+                else "mail off (COVR_SMTP_HOST unset): inbox only")
+        if not args.once:
+            print(f"notifications worker on {_where(db, settings)}; {mail}", flush=True)
+        last = run(db.connection, config, once=args.once, interval_s=args.interval,
+                   report=lambda r: print(f"notifications: {r.line()}", flush=True))
+    finally:
+        db.close()
+    return 1 if last.consume_error else 0
+
+
+def cmd_notifications_status(args, settings: Settings) -> int:
+    from covr_core.notifications import deliveries, inbox
+    from covr_core.shared.consumer import consumer_state
+
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            state = consumer_state(conn, inbox.CONSUMER)
+            mail = deliveries.summary(conn)
+            troubled = deliveries.troubled(conn)
+    finally:
+        db.close()
+    if state is None:
+        print(f"consumer {inbox.CONSUMER}: not started yet (run `covr notifications worker`)")
+    else:
+        print(f"consumer {state.name}: {state.handled} event(s) handled, {state.pending} waiting, "
+              f"cursor at event {state.last_event_id}, moved {state.updated_at.isoformat(timespec='seconds')}")
+        if state.last_error:
+            print(f"  stuck since {state.failed_at.isoformat(timespec='seconds')}: {state.last_error}")
+    smtp = f"SMTP {settings.smtp_host}:{settings.smtp_port}" if settings.smtp_host else "SMTP not configured"
+    print(f"mail ({smtp}): {mail.pending} pending ({mail.due} due now, {mail.retrying} retrying), "
+          f"{mail.sent} sent, {mail.failed} failed")
+    for row in troubled:
+        when = (f", next try {row['next_attempt_at'].isoformat(timespec='seconds')}"
+                if row["status"] == "pending" else "")
+        print(f"  {row['status']:8} notification {row['notification_id']} ({row['kind']}) to {row['to_address']}, "
+              f"{row['attempts']} attempt(s){when}: {row['last_error']}")
+    if mail.failed:
+        print("failed mail is not retried by itself: fix the cause, then `covr notifications retry`")
+    return 1 if mail.failed or (state is not None and state.last_error) else 0
+
+
+def cmd_notifications_retry(args, settings: Settings) -> int:
+    from covr_core.notifications import deliveries
+
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            requeued = deliveries.retry_failed(conn, args.ids or None)
+    finally:
+        db.close()
+    missing = sorted(set(args.ids) - set(requeued))
+    print(f"{len(requeued)} failed mail(s) back in the queue" + (f": {', '.join(map(str, requeued))}" if requeued
+                                                                  else ""))
+    if missing:
+        print(f"covr: no failed mail for notification(s) {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ __all__ = [
     "BookRecord",
     "CatalogFile",
     "CatalogFileError",
+    "create_book_from_identification",
     "ImportReport",
     "RowError",
     "find_book_by_isbn",
@@ -712,3 +713,32 @@ def find_book_by_isbn(conn: psycopg.Connection, isbn13: str) -> dict[str, Any] |
         raise ValueError(_isbn_problem(isbn13))
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(f"select {_BOOK_COLUMNS} from catalog.book where isbn13 = %s", (isbn,)).fetchone()
+
+
+def create_book_from_identification(conn: psycopg.Connection, identification: dict[str, Any]) -> str:
+    """The book an ingest identification names, created if the catalog lacks it; its id.
+
+    For a book first seen in a photo. Metadata from a provider (Open Library) is trusted; from OCR the book is
+    marked for review. An existing book with the same ISBN is returned as it is. `identification` is an
+    ingest.identification row: isbn13, title, and evidence.metadata when a provider answered. Runs in the
+    caller's transaction when there is one.
+    """
+    meta = (identification.get("evidence") or {}).get("metadata") or {}
+    isbn = identification.get("isbn13")
+    title = meta.get("title") or identification.get("title") or (f"Unknown title (ISBN {isbn})" if isbn else None)
+    source = "openlibrary" if meta.get("provider") == "openlibrary" else "ocr"
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            """
+            insert into catalog.book (isbn13, title, authors, published_year, language, tags, metadata_source,
+                                      needs_review)
+            values (%s, %s, %s, %s, %s, %s, %s, %s)
+            on conflict (isbn13) do update set isbn13 = excluded.isbn13
+            returning book_id
+            """,
+            (
+                isbn, title, meta.get("authors") or [], meta.get("published_year"), meta.get("language"),
+                meta.get("tags") or [], source, source == "ocr",
+            ),
+        ).fetchone()
+    return str(row["book_id"])

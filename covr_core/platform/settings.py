@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = "covr@localhost"
 
+    # API. Unset secret: one is generated into COVR_HOME/token-secret and shared by every worker on it.
+    token_secret: SecretStr | None = None
+    access_token_ttl_s: int = Field(default=900, ge=10, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=60)
+    login_max_failures_per_handle: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_window_s: int = Field(default=900, ge=1)
+    max_upload_bytes: int = Field(default=40 * 1024 * 1024, ge=1)
+    # Where browsers reach S3 for presigned uploads, when that differs from s3_endpoint_url (inside compose).
+    s3_public_endpoint_url: str | None = None
+
     # Ingest.
     ingest_batch_size: int = Field(default=64, ge=1, le=1024)
     max_image_bytes: int = 40 * 1024 * 1024

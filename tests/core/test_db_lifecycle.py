@@ -229,3 +229,36 @@ def test_a_signal_during_covr_ingest_ends_it_cleanly_and_leaves_no_server(home, 
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         [run] = instance.get_runs()
     assert run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED), run.status
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_covr_api_serves_on_the_embedded_default_and_leaves_no_server_after_sigterm(home, env, workers):
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "covr_pipelines.cli", "api", "--port", str(port), "--workers", str(workers)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).json() == {"status": "ok"}:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else "slow"
+            time.sleep(0.2)
+        for _ in range(4 * workers):  # every worker answers (and so holds the server)
+            assert httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out, out
+    _wait_until(lambda: _stopped(home), "the embedded server stopped after the API exited")
+    assert _handles(home) == []

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from covr_core.catalog.books import import_books, read_catalog_file
-from covr_core.dedup.ingest import ensure_user
+from covr_core.contact.accounts import ensure_user
 from covr_pipelines.resources import build_resources
 from covr_pipelines.sample_photos import valid_isbn13
 

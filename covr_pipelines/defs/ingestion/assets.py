@@ -8,7 +8,8 @@ import dagster as dg
 
 from covr_core.dedup.failures import describe_failure, is_database_outage, record_failure, resolve_failure
 from covr_core.media.imaging import ImageLimits, ImageRejected, inspect_image, sha256_hex, thumbnail_jpeg
-from covr_core.dedup.ingest import ImageRecord, existing_image, record_batch, record_image, refuse_overwrite, user_exists
+from covr_core.contact.accounts import user_exists
+from covr_core.dedup.ingest import ImageRecord, existing_image, record_batch, record_image, refuse_overwrite
 from covr_core.media.storage import derived_key, parse_upload_key
 from covr_pipelines.resources import IngestPolicyResource, ObjectStoreResource, PostgresResource
 

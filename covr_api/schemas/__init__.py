@@ -1,0 +1,1 @@
+"""Request and response schemas, per entity and per direction (XCreate, XUpdate, XPublic, XsPublic)."""
