@@ -204,5 +204,6 @@ def test_cmd_demo_calls_the_handler_without_an_encoding(settings, db_url, tmp_pa
     path = tmp_path / "catalog.jsonl"
     path.write_text('{"isbn13": "9780306406157", "title": "Signal Processing"}\n', encoding="utf-8")
     assert cmd_catalog_import(argparse.Namespace(file=path), settings) == 0
-    assert capsys.readouterr().out.endswith(": 1 rows: 1 inserted, 0 updated, 0 unchanged, 0 skipped, 0 refused (encoding utf-8)\n")
+    assert capsys.readouterr().out.endswith(
+        ": 1 rows: 1 inserted, 0 updated, 0 unchanged, 0 skipped, 0 refused (encoding utf-8)\n")
     assert _books(db_url) == {"9780306406157": ["Signal Processing"]}

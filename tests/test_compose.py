@@ -10,6 +10,7 @@ import importlib
 import re
 import shlex
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,8 +19,10 @@ import yaml
 from fastapi import FastAPI
 
 from covr_core.platform.settings import Settings
+from covr_pipelines.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[1]
+# The services the README promises that run Covr's own image; covr_services() finds every one that does.
 COVR_SERVICES = {"migrate", "dagster-webserver", "dagster-daemon", "api"}
 # Dagster's own instance configuration (dagster.yaml), not Covr settings.
 DAGSTER_NAMES = {"DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"}
@@ -49,6 +52,11 @@ def services(compose) -> dict:
     return compose["services"]
 
 
+def covr_services(services: dict) -> set[str]:
+    """The services built from this repository's Dockerfile."""
+    return {name for name, service in services.items() if service.get("build") == "."}
+
+
 def _env(service: dict) -> dict[str, str]:
     env = service.get("environment") or {}
     return env if isinstance(env, dict) else dict(item.split("=", 1) for item in env)
@@ -74,15 +82,13 @@ def test_the_stack_has_every_promised_service(services):
     """README "Production": Postgres with pgvector, Meilisearch, Qdrant, MinIO and its bucket, Mailpit, a one-shot
     migrate, the Dagster webserver and daemon, and the API."""
     assert {"postgres", "meilisearch", "qdrant", "minio", "minio-init", "mailpit"} <= set(services)
-    assert COVR_SERVICES <= set(services)
     assert services["postgres"]["image"].startswith("pgvector/pgvector:pg16")
-    for name in COVR_SERVICES:
-        assert services[name]["build"] == ".", f"{name} must run the image the Dockerfile builds"
+    assert COVR_SERVICES <= covr_services(services), "each must run the image the Dockerfile builds"
 
 
 def test_covr_services_use_only_settings_names(services):
     known = settings_env_names()
-    for name in COVR_SERVICES:
+    for name in covr_services(services):
         env = _env(services[name])
         unknown = set(env) - known - DAGSTER_NAMES
         assert not unknown, f"service {name} sets {sorted(unknown)}, which Settings does not read"
@@ -95,7 +101,8 @@ def _points_at(url: str, service: str) -> bool:
     return parts.hostname == service and (parts.port or DEFAULT_PORTS[service]) == DEFAULT_PORTS[service]
 
 
-@pytest.mark.parametrize("name", sorted(COVR_SERVICES))
+@pytest.mark.parametrize("name", sorted(covr_services(yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+                                                      ["services"])))
 def test_each_covr_service_reaches_the_backing_services_with_their_credentials(services, name):
     env = _env(services[name])
 
@@ -139,7 +146,7 @@ def test_services_start_in_order(services):
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "healthcheck" in services["postgres"]
     assert _command(services["migrate"]) == ["covr", "db", "migrate"]
-    for name in COVR_SERVICES - {"migrate"}:
+    for name in covr_services(services) - {"migrate"}:
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
 
 
@@ -195,15 +202,22 @@ def test_the_dockerfile_installs_the_package_the_services_run():
 
 
 def test_the_image_commands_exist_in_the_installed_package(services):
-    """Each service's command is something the image provides: the `covr` script, the API app, Dagster."""
-    scripts = _pyproject()["project"]["scripts"]
-    module, _, attr = scripts["covr"].partition(":")
+    """Each covr service runs something the image provides: a `covr` command line the CLI accepts, or a console
+    script of an installed distribution (Dagster's, uvicorn's) with an importable target."""
+    scripts = {ep.name for ep in entry_points(group="console_scripts")}
+    module, _, attr = _pyproject()["project"]["scripts"]["covr"].partition(":")
     assert callable(getattr(importlib.import_module(module), attr))
+    for name in covr_services(services):
+        command = _command(services[name])
+        assert command, f"{name} has no command"
+        if command[0] == "covr":
+            _parser().parse_args(command[1:])  # argparse exits on a command line it does not accept
+        else:
+            assert command[0] in scripts, f"{name} runs {command[0]}, which no installed distribution provides"
+        if command[0] == "uvicorn":
+            module, _, attr = command[1].partition(":")
+            assert isinstance(getattr(importlib.import_module(module), attr), FastAPI)
 
-    api = _command(services["api"])
-    assert api[0] == "uvicorn"
-    module, _, attr = api[1].partition(":")
-    assert isinstance(getattr(importlib.import_module(module), attr), FastAPI)
     env_lines = [args for kind, args in _dockerfile() if kind == "ENV"]
     dagster_home = _env(services["dagster-webserver"])["DAGSTER_HOME"]
     assert any(f"DAGSTER_HOME={dagster_home}" in line for line in env_lines)
