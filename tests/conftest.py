@@ -6,9 +6,7 @@ isolated even when the code under test commits (Dagster runs, the CLI, the API).
 
 from __future__ import annotations
 
-import itertools
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -18,16 +16,11 @@ from psycopg.rows import dict_row
 from covr_core.platform import migrations
 from covr_core.platform.db import start_embedded
 from covr_core.platform.settings import Settings
+from tests.databases import scratch_database, with_database
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 TEMPLATE = "covr_template"
-_counter = itertools.count()
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture(scope="session")
@@ -49,22 +42,9 @@ def template_db(admin_url) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"drop database if exists {TEMPLATE}")
         conn.execute(f"create database {TEMPLATE}")
-    with psycopg.connect(_with_database(admin_url, TEMPLATE)) as conn:
+    with psycopg.connect(with_database(admin_url, TEMPLATE)) as conn:
         migrations.migrate(conn)
     return TEMPLATE
-
-
-@contextmanager
-def scratch_database(admin_url: str, prefix: str, template: str | None = None):
-    """A database of its own for a test or a module, dropped afterwards; yields its URL."""
-    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name}" + (f" template {template}" if template else ""))
-    try:
-        yield _with_database(admin_url, name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {name} with (force)")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from covr_pipelines.defs.ingestion.assets import uploaded_images
 from covr_pipelines.defs.ingestion.sensors import build_upload_sensor
 from covr_pipelines.defs.vectors.assets import cover_vectors
 from covr_pipelines.resources import build_resources
-from covr_pipelines.samples import jpeg_bytes, render_cover, valid_isbn13
+from covr_pipelines.sample_photos import jpeg_bytes, render_cover, valid_isbn13
 from tests.api.conftest import PASSWORD, serve
 
 PROBLEM = "https://covr.dev/problems/"

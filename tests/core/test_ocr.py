@@ -24,7 +24,7 @@ from covr_core.identification.ocr import (
     make_ocr_engine,
     ocr_for_identification,
 )
-from covr_pipelines.samples import (
+from covr_pipelines.sample_photos import (
     SAMPLE_BOOKS,
     cover_bars_with_sticker,
     jpeg_bytes,

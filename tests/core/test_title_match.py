@@ -9,7 +9,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from covr_core.identification.title_match import CANDIDATES_SQL, match_title, prefix_terms, query_terms
-from tests.conftest import scratch_database
+from tests.databases import scratch_database
 
 REAL_BOOKS = [
     ("The Great Gatsby", ["F. Scott Fitzgerald"]),
