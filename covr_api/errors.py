@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,6 +39,7 @@ TITLES = {
     422: "Invalid request",
     429: "Too many requests",
     500: "Internal error",
+    503: "Service unavailable",
 }
 
 
@@ -60,9 +63,31 @@ def problem(status: int, code: str, detail: str, headers: dict | None = None, **
 def problems(*statuses: int) -> dict:
     """The `responses=` of a route: its error statuses, documented with the Problem schema."""
     return {
-        s: {"model": Problem, "description": TITLES.get(s, str(s)), "content": {PROBLEM_MEDIA_TYPE: {}}}
+        s: {"model": Problem, "description": TITLES.get(s, str(s))}
         for s in statuses
     }
+
+
+def openapi_with_problems(app: FastAPI) -> dict:
+    """The OpenAPI document, with every error response described as problem+json (FastAPI's default 422
+    schema is not what this API sends)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            for status, response in op.get("responses", {}).items():
+                if status[0] in "45":
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}
+                    response["description"] = TITLES.get(int(status), response.get("description", ""))
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    app.openapi_schema = schema
+    return schema
 
 
 def status_of(exc: errors.DomainError) -> int:
@@ -95,6 +120,13 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "error")
         return problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_down(request: Request, exc: Exception):
+        log.error("database unavailable on %s %s: %s", request.method, request.url.path, " ".join(str(exc).split()))
+        return problem(503, "service_unavailable", "the database is not reachable right now; retry shortly",
+                       headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

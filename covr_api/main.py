@@ -8,16 +8,29 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from covr_api import errors
-from covr_api.routes import auth, health, users
+from covr_api.routes import auth, contacts, copies, health, history, notifications, uploads, users
+from covr_api.routes import handovers, requests, suspected_exchanges
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
 from covr_core.platform.settings import Settings
 
-ROUTERS = [
+# Open routes: no token. Every other router answers 401 without one.
+OPEN_ROUTERS = [
     health.router,
     auth.router,
+]
+ROUTERS = [
     users.router,
+    contacts.router,
+    copies.router,
+    uploads.router,
+    notifications.router,
+    requests.router,
+    handovers.router,
+    handovers.returns_router,
+    suspected_exchanges.router,
+    history.router,
 ]
 
 
@@ -54,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         window=timedelta(seconds=settings.login_window_s),
     )
     errors.install(app)
-    for router in ROUTERS:
+    for router in OPEN_ROUTERS:
         app.include_router(router, prefix="/v1")
+    for router in ROUTERS:
+        app.include_router(router, prefix="/v1", responses=errors.problems(401))
+    app.openapi = lambda: errors.openapi_with_problems(app)
     return app

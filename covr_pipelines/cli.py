@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from covr_core.platform.db import Database, DatabaseUnavailable, describe_target, stop_embedded
@@ -115,14 +116,38 @@ def _parser() -> argparse.ArgumentParser:
     claim = users.add_parser("claim-code", help="a one-time code with which a member ingest created sets a password")
     claim.add_argument("handle")
     claim.set_defaults(handler=cmd_claim_code)
+
+    _notifications_parser(sub)
+    ledger = sub.add_parser("ledger", help="the provenance ledger").add_subparsers(required=True, metavar="ACTION")
+    keygen = ledger.add_parser("keygen", help="write a new Ed25519 checkpoint signing key")
+    keygen.add_argument("--out", type=Path, help="where to write the PEM (default: the configured key file)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key (a rotation)")
+    keygen.set_defaults(handler=cmd_ledger_keygen)
+    verify = ledger.add_parser("verify", help="check every chain, its head and the latest signed checkpoint")
+    verify.add_argument("--copy", metavar="ID", help="only this copy's chain")
+    verify.add_argument("--json", action="store_true", help="one JSON object with every problem")
+    verify.set_defaults(handler=cmd_ledger_verify)
+    proof = ledger.add_parser("check-proof", help="check an inclusion proof file (GET /v1/copies/ID/history/proof)")
+    proof.add_argument("file", type=Path)
+    proof.add_argument("--public-key", action="append", default=[], metavar="HEX",
+                       help="a trusted public key (default: the configured ones); repeatable")
+    proof.set_defaults(handler=cmd_ledger_check_proof)
+    ledger.add_parser("checkpoint", help="write, sign and export a checkpoint now").set_defaults(
+        handler=cmd_ledger_checkpoint)
     return parser
 
 
 def _open(settings: Settings, *, migrate_first: bool = True) -> Database:
     db = Database.from_settings(settings)
     if migrate_first:
-        with db.connection() as conn:
-            migrate(conn)
+        try:
+            with db.connection() as conn:
+                migrate(conn)
+        except BaseException:
+            # The caller's `finally: db.close()` has not started yet: without this, a refused migration (or
+            # Ctrl-C during one) keeps this process's handle, and the embedded server, until the process exits.
+            db.close()
+            raise
     return db
 
 
@@ -232,7 +257,7 @@ def cmd_db_stop(args, settings: Settings) -> int:
 
 
 def cmd_catalog_import(args, settings: Settings) -> int:
-    """Every non-blank row is counted once: inserted, updated, skipped or refused (refusals on stderr by line)."""
+    """Every non-blank row is counted once: inserted, updated, unchanged, skipped or refused (refusals on stderr)."""
     import psycopg
 
     from covr_core.catalog.books import CatalogFile, import_books
@@ -259,7 +284,7 @@ def cmd_catalog_import(args, settings: Settings) -> int:
         db.close()
     encoding = catalog.encoding + (f", {catalog.encoding_note}" if catalog.encoding_note else "")
     print(f"{args.file}: {report.rows} rows: {report.inserted} inserted, {report.updated} updated, "
-          f"{report.skipped} skipped, {report.refused} refused (encoding {encoding})")
+          f"{report.unchanged} unchanged, {report.skipped} skipped, {report.refused} refused (encoding {encoding})")
     for error in sorted(report.errors, key=lambda e: e.line):
         print(f"  {error}", file=sys.stderr)
     return 0
@@ -296,10 +321,61 @@ def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
         for start in range(0, len(object_keys), size):
             request = ingest_run_request(object_keys[start : start + size])
             run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-            result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
+            with _signals_kept_from_dagster():
+                result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
             if not result.success:
                 raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above "
                                  f"or run {result.run_id} in the Dagster UI (`make dagster`)")
+
+
+@contextmanager
+def _signals_kept_from_dagster():
+    """Around one in-process Dagster run: SIGINT and SIGTERM end the command as they do any other.
+
+    During a run Dagster handles both signals alike, raising DagsterExecutionInterruptedError (after it has marked
+    the run), and afterwards it leaves SIGTERM on the SIGINT handler. That would end `covr ingest` with a traceback,
+    or with 130 for a SIGTERM. Python writes each caught signal's number to the wakeup fd whichever handler runs,
+    so the signal that interrupted the run is known: it becomes Terminated or KeyboardInterrupt, which `main` turns
+    into a one-line message and 143 or 130, and this command's own handlers are put back.
+    """
+    from dagster import DagsterExecutionInterruptedError
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Dagster leaves signals alone off the main thread, and so does this
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def received() -> bytes:
+        try:
+            return os.read(read_fd, 1024)
+        except BlockingIOError:
+            return b""
+
+    try:
+        yield
+        signals = received()  # a signal Dagster captured between steps, when the run then ended anyway
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt) as exc:
+        if isinstance(exc, Terminated):
+            raise
+        signals = received()
+        if signal.SIGTERM not in signals:
+            raise KeyboardInterrupt() from None
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        os.close(read_fd)
+        os.close(write_fd)
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+    if signal.SIGTERM in signals:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as _raise_terminated: a second one must not cut the release
+        raise Terminated()
+    if signal.SIGINT in signals:
+        raise KeyboardInterrupt()
 
 
 def _dagster_instance(home: Path):
@@ -484,6 +560,196 @@ def _human(line: dict) -> str:
     isbn = f" (ISBN {line['isbn13']})" if line["isbn13"] else ""
     via = f" via {line['source']}" if line["source"] else ""
     return f"{line['file']}: {line['decision'] or 'accepted'}: {what}{isbn}{via} [{line['match_reason'] or '-'}]"
+
+
+
+def _notifications_parser(sub) -> None:
+    notifications = sub.add_parser("notifications", help="the inbox and mail worker").add_subparsers(
+        required=True, metavar="ACTION")
+    worker = notifications.add_parser(
+        "worker", help="turn outbox events into notifications and send their mail, until stopped")
+    worker.add_argument("--once", action="store_true", help="one round: handle every readable event, send what is "
+                                                            "due, then exit")
+    worker.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between rounds (default 2)")
+    worker.set_defaults(handler=cmd_notifications_worker)
+    notifications.add_parser(
+        "status", help="the consumer's position and pending, retrying and failed mail; exits 1 if anything failed"
+    ).set_defaults(handler=cmd_notifications_status)
+    retry = notifications.add_parser("retry", help="put mail that failed for good back in the queue")
+    retry.add_argument("ids", nargs="*", type=int, metavar="NOTIFICATION_ID", help="default: every failed mail")
+    retry.set_defaults(handler=cmd_notifications_retry)
+
+
+def cmd_notifications_worker(args, settings: Settings) -> int:
+    """The worker runs until SIGTERM or Ctrl-C; each round that does something prints one line."""
+    from covr_core.notifications.worker import WorkerConfig, run
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be a positive number of seconds")
+    config = WorkerConfig.from_settings(settings)
+    db = _open(settings)
+    try:
+        mail = (f"mail via {settings.smtp_host}:{settings.smtp_port}" if config.mailer_factory
+                else "mail off (COVR_SMTP_HOST unset): inbox only")
+        if not args.once:
+            print(f"notifications worker on {_where(db, settings)}; {mail}", flush=True)
+        last = run(db.connection, config, once=args.once, interval_s=args.interval,
+                   report=lambda r: print(f"notifications: {r.line()}", flush=True))
+    finally:
+        db.close()
+    return 1 if last.consume_error else 0
+
+
+def cmd_notifications_status(args, settings: Settings) -> int:
+    from covr_core.notifications import deliveries, inbox
+    from covr_core.shared.consumer import consumer_state
+
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            state = consumer_state(conn, inbox.CONSUMER)
+            mail = deliveries.summary(conn)
+            troubled = deliveries.troubled(conn)
+    finally:
+        db.close()
+    if state is None:
+        print(f"consumer {inbox.CONSUMER}: not started yet (run `covr notifications worker`)")
+    else:
+        print(f"consumer {state.name}: {state.handled} event(s) handled, {state.pending} waiting, "
+              f"cursor at event {state.last_event_id}, moved {state.updated_at.isoformat(timespec='seconds')}")
+        if state.last_error:
+            print(f"  stuck since {state.failed_at.isoformat(timespec='seconds')}: {state.last_error}")
+    smtp = f"SMTP {settings.smtp_host}:{settings.smtp_port}" if settings.smtp_host else "SMTP not configured"
+    print(f"mail ({smtp}): {mail.pending} pending ({mail.due} due now, {mail.retrying} retrying), "
+          f"{mail.sent} sent, {mail.failed} failed")
+    for row in troubled:
+        when = (f", next try {row['next_attempt_at'].isoformat(timespec='seconds')}"
+                if row["status"] == "pending" else "")
+        print(f"  {row['status']:8} notification {row['notification_id']} ({row['kind']}) to {row['to_address']}, "
+              f"{row['attempts']} attempt(s){when}: {row['last_error']}")
+    if mail.failed:
+        print("failed mail is not retried by itself: fix the cause, then `covr notifications retry`")
+    return 1 if mail.failed or (state is not None and state.last_error) else 0
+
+
+def cmd_notifications_retry(args, settings: Settings) -> int:
+    from covr_core.notifications import deliveries
+
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            requeued = deliveries.retry_failed(conn, args.ids or None)
+    finally:
+        db.close()
+    missing = sorted(set(args.ids) - set(requeued))
+    print(f"{len(requeued)} failed mail(s) back in the queue" + (f": {', '.join(map(str, requeued))}" if requeued
+                                                                  else ""))
+    if missing:
+        print(f"covr: no failed mail for notification(s) {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    return 0
+
+
+
+# covr ledger ---------------------------------------------------------------------------------------------------
+
+def cmd_ledger_keygen(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint
+
+    path = args.out or checkpoint.default_key_file(settings)
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} exists; a new key is a rotation: keep the old public key in "
+                         "COVR_LEDGER_TRUSTED_KEYS and pass --force (see README, Provenance ledger)")
+    pem = checkpoint.generate_private_key_pem()
+    old = checkpoint.load_private_key(path.read_bytes()) if path.exists() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_bytes(pem)
+    tmp.replace(path)
+    key = checkpoint.load_private_key(pem)
+    print(f"wrote {path} (key id {checkpoint.key_id(key)})")
+    print(f"public key: {checkpoint.public_hex(key)}")
+    if old is not None:
+        print(f"replaced key {checkpoint.key_id(old)}; keep verifying its checkpoints with "
+              f"COVR_LEDGER_TRUSTED_KEYS='[\"{checkpoint.public_hex(old)}\"]'")
+    return 0
+
+
+def _ledger_store(settings: Settings):
+    from covr_pipelines.resources import build_resources
+
+    return build_resources(settings)["object_store"].store()
+
+
+def cmd_ledger_verify(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint, verify
+
+    keys = checkpoint.trusted_keys(settings)
+    exported = checkpoint.exported_documents(_ledger_store(settings))
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            report = verify.verify(conn, copy_id=args.copy, trusted_keys=keys, exported=exported)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif report.ok:
+        rate = report.entries / report.seconds if report.seconds else 0
+        cp = f"checkpoint {report.checkpoint_id}" if report.checkpoint_id else "no checkpoint yet"
+        print(f"ledger verified: {report.entries} entries in {report.copies} copies, {cp} "
+              f"({report.seconds:.2f} s, {rate:,.0f} entries/s)")
+    else:
+        print(f"covr: ledger verification failed: {report.first}", file=sys.stderr)
+        for problem in report.problems[1:]:
+            print(f"  {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_ledger_check_proof(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint, proofs
+
+    try:
+        proof = json.loads(args.file.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.file}: not a readable JSON proof ({exc})") from None
+    try:
+        keys = [checkpoint.parse_public_key(k) for k in args.public_key] or list(
+            checkpoint.trusted_keys(settings).values())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    problems = proofs.check_proof(proof, keys) if isinstance(proof, dict) else ["not a covr inclusion proof"]
+    if problems:
+        print(f"covr: {args.file}: {problems[0]}", file=sys.stderr)
+        return 1
+    body = json.loads(proof["checkpoint"]["body"])
+    print(f"{args.file}: copy {proof['copy_id']} entry {proof['head_seq']} is in checkpoint "
+          f"{body['checkpoint_id']} ({body['tree_size']} copies), signed by key {body['key_id']}; "
+          f"{len(proof.get('entries', []))} entries chain to it")
+    return 0
+
+
+def cmd_ledger_checkpoint(args, settings: Settings) -> int:
+    from covr_core.ledger import checkpoint
+
+    try:
+        key = checkpoint.signing_key(settings)
+    except (checkpoint.SigningKeyMissing, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    db = _open(settings)
+    try:
+        with db.connection() as conn:
+            cp = checkpoint.create(conn, key)
+    except (checkpoint.ChainRegressed, checkpoint.CheckpointConflict) as exc:
+        print(f"covr: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    where = checkpoint.export(_ledger_store(settings), cp)
+    print(f"checkpoint {cp.checkpoint_id}: {cp.tree_size} copies, root {cp.root_hash.hex()}, key {cp.key_id}, "
+          f"exported to {where}")
+    return 0
 
 
 if __name__ == "__main__":

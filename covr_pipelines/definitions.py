@@ -9,6 +9,8 @@ from covr_pipelines.defs.identification.assets import book_identifications
 from covr_pipelines.defs.ingestion.assets import every_object_recorded, uploaded_images
 from covr_pipelines.defs.ingestion.sensors import build_reconcile_sensor, build_retry_sensor, build_upload_sensor
 from covr_pipelines.defs.vectors.assets import cover_vectors
+from covr_pipelines.defs.ledger import assets as ledger_assets, schedules as ledger_schedules
+from covr_pipelines.defs.ledger.resources import build_ledger_resources
 from covr_pipelines.resources import build_resources
 
 INGEST_JOB = "ingest_job"
@@ -22,15 +24,16 @@ ingest_job = dg.define_asset_job(
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[uploaded_images, book_identifications, dedup_decisions, cover_vectors],
-        asset_checks=[every_object_recorded, every_accepted_image_decided],
-        jobs=[ingest_job],
+        assets=[uploaded_images, book_identifications, dedup_decisions, cover_vectors, ledger_assets.ledger_checkpoint],
+        asset_checks=[every_object_recorded, every_accepted_image_decided, ledger_assets.ledger_chains_verify],
+        jobs=[ingest_job, ledger_schedules.ledger_verification_job, ledger_schedules.ledger_checkpoint_job],
+        schedules=[ledger_schedules.ledger_verification_schedule, ledger_schedules.ledger_checkpoint_schedule],
         sensors=[
             build_upload_sensor(ingest_job, batch_size=settings.ingest_batch_size),
             build_reconcile_sensor(ingest_job, batch_size=settings.ingest_batch_size),
             build_retry_sensor(ingest_job, batch_size=settings.ingest_batch_size),
         ],
-        resources=build_resources(settings),
+        resources=build_resources(settings) | build_ledger_resources(settings),
     )
 
 

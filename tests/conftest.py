@@ -71,3 +71,52 @@ def conn(db_url):
 def settings(tmp_path: Path, db_url: str) -> Settings:
     """Settings as an operator would give them: a real database, objects in a temp folder."""
     return Settings(home=tmp_path / "covr", database_url=db_url)
+
+
+class SmtpSink:
+    """What a real SMTP server on loopback accepted; `before_accept(n)` may answer the n-th message offered
+    (accepted or not) with a reply of its own instead."""
+
+    def __init__(self, host: str, port: int):
+        import threading
+
+        self.host, self.port = host, port
+        self.messages: list = []
+        self.offered = 0
+        self.before_accept = None  # callable(n) -> an SMTP reply such as "451 try later", or None to accept
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        with self.lock:
+            self.offered += 1
+            n = self.offered
+            verdict = self.before_accept(n) if self.before_accept else None
+            if verdict:
+                return verdict
+            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [m["Message-ID"] for m in self.messages]
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free loopback port, recording every message it accepts."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = SmtpSink("127.0.0.1", port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()

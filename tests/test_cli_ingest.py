@@ -116,8 +116,9 @@ def test_each_dedup_rule_from_real_photos(covr, tmp_path, conn):
     erin = conn.execute("insert into contact.user (handle, display_name) values ('erin', 'Erin') "
                         "returning user_id").fetchone()["user_id"]
     alice = conn.execute("select user_id from contact.user where handle = 'alice'").fetchone()["user_id"]
-    conn.execute("insert into exchange.request (copy_id, requester_id, holder_id, status) values (%s, %s, %s, "
-                 "'accepted')", (alices_copy, erin, alice))
+    request = conn.execute("insert into exchange.request (copy_id, requester_id, holder_id) values (%s, %s, %s) "
+                           "returning request_id", (alices_copy, erin, alice)).fetchone()["request_id"]
+    conn.execute("update exchange.request set status = 'accepted' where request_id = %s", (request,))
     conn.commit()
     handed = covr("erin", _photo(tmp_path, "erin1", ORCHARD, seed=6, background=(200, 200, 205), angle=-5))[0]
     assert (handed["decision"], handed["copy_id"]) == ("exchange_suspected", alices_copy)

@@ -11,13 +11,17 @@ from covr_core.platform.settings import Settings
 from covr_pipelines.definitions import INGEST_JOB, build_definitions
 
 ASSETS = {"uploaded_images", "book_identifications", "dedup_decisions", "cover_vectors"}
-CHECKS = {("uploaded_images", "every_object_recorded"), ("dedup_decisions", "every_accepted_image_decided")}
+LEDGER_ASSETS = {"ledger_checkpoint"}
+CHECKS = {("uploaded_images", "every_object_recorded"), ("dedup_decisions", "every_accepted_image_decided"),
+          ("ledger_checkpoint", "ledger_chains_verify")}
+SCHEDULES = {"ledger_verification_schedule", "ledger_checkpoint_schedule"}
 SENSORS = {"new_uploads_sensor", "upload_reconcile_sensor", "failed_images_retry_sensor"}
 
 
 def _assert_complete(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
-    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS
+    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS | LEDGER_ASSETS
+    assert {s.name for s in repo.schedule_defs} == SCHEDULES
     assert {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys} == CHECKS
     assert {s.name for s in repo.sensor_defs} == SENSORS
     job = defs.resolve_job_def(INGEST_JOB)

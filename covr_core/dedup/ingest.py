@@ -7,8 +7,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
+from covr_core.catalog.books import create_book_from_identification
+from covr_core.catalog.copies import create_copy
 from covr_core.dedup.rules import DedupEvidence, HeldCopy, ImageMatch, Outcome, Thresholds
-from covr_core.shared.events import BookIdentified, DedupResolved, ExchangeSuspected, ImageUploaded
+from covr_core.exchange import suspected
+from covr_core.shared.events import BookIdentified, DedupResolved, ImageUploaded
 from covr_core.identification.identify import Identification
 from covr_core.shared.outbox import append_event
 
@@ -324,29 +327,12 @@ def apply_outcome(
     copy_id = outcome.matched_copy_id
 
     if outcome.action == "create_book_and_copy":
-        book_id = _create_book(conn, identification)
-        copy_id = _create_copy(conn, book_id, uploader_id)
+        book_id = create_book_from_identification(conn, identification)
+        copy_id = create_copy(conn, book_id=book_id, owner_id=uploader_id)
     elif outcome.action == "create_copy":
-        copy_id = _create_copy(conn, book_id, uploader_id)
+        copy_id = create_copy(conn, book_id=book_id, owner_id=uploader_id)
     elif outcome.action == "suspect_exchange":
-        suspected = conn.execute(
-            """
-            insert into exchange.suspected_exchange (image_id, copy_id, uploader_id, holder_id)
-            values (%s, %s, %s, %s) on conflict (image_id) do nothing
-            returning suspected_exchange_id
-            """,
-            (image_id, outcome.matched_copy_id, uploader_id, outcome.suspected_holder_id),
-        ).fetchone()
-        if suspected is not None:
-            append_event(conn, ExchangeSuspected(
-                suspected_exchange_id=str(suspected["suspected_exchange_id"]), image_id=image_id,
-                copy_id=outcome.matched_copy_id, uploader_id=uploader_id, holder_id=outcome.suspected_holder_id,
-            ))
-        conn.execute(
-            "insert into contact.notification (user_id, kind, payload) values (%s, 'exchange_suspected', %s)",
-            (outcome.suspected_holder_id, Jsonb({"image_id": image_id, "copy_id": outcome.matched_copy_id,
-                                                  "uploader_id": uploader_id})),
-        )
+        suspected.suspect(conn, image_id, outcome.matched_copy_id, uploader_id, outcome.suspected_holder_id)
     if copy_id and not book_id:
         book_id = _str(conn.execute("select book_id from catalog.copy where copy_id = %s", (copy_id,)).fetchone()["book_id"])
     if outcome.action in ("attach", "create_copy", "create_book_and_copy"):
@@ -378,32 +364,3 @@ def apply_outcome(
         ),
     )
     return Applied(outcome.decision, outcome.match_reason, book_id, recorded_copy or outcome.matched_copy_id)
-
-
-def _create_book(conn: psycopg.Connection, identification: dict) -> str:
-    """A book first seen in a photo. Metadata from a provider is trusted; from OCR it is marked for review."""
-    meta = (identification.get("evidence") or {}).get("metadata") or {}
-    isbn = identification.get("isbn13")
-    title = meta.get("title") or identification.get("title") or (f"Unknown title (ISBN {isbn})" if isbn else None)
-    source = "openlibrary" if meta.get("provider") == "openlibrary" else "ocr"
-    row = conn.execute(
-        """
-        insert into catalog.book (isbn13, title, authors, published_year, language, tags, metadata_source, needs_review)
-        values (%s, %s, %s, %s, %s, %s, %s, %s)
-        on conflict (isbn13) do update set isbn13 = excluded.isbn13
-        returning book_id
-        """,
-        (
-            isbn, title, meta.get("authors") or [], meta.get("published_year"), meta.get("language"),
-            meta.get("tags") or [], source, source == "ocr",
-        ),
-    ).fetchone()
-    return str(row["book_id"])
-
-
-def _create_copy(conn: psycopg.Connection, book_id: str, holder_id: str) -> str:
-    row = conn.execute(
-        "insert into catalog.copy (book_id, owner_id, current_holder_id) values (%s, %s, %s) returning copy_id",
-        (book_id, holder_id, holder_id),
-    ).fetchone()
-    return str(row["copy_id"])

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     phash_copy_distance: int = Field(default=6, ge=0, le=16)
     embedding_same_cover: float = 0.95
 
+    # Provenance ledger. The Ed25519 key that signs checkpoints: PEM text in COVR_LEDGER_SIGNING_KEY, else the
+    # PEM file COVR_LEDGER_SIGNING_KEY_FILE (unset: COVR_HOME/ledger/signing-key.pem, which `covr ledger keygen`
+    # writes). After a rotation, the old public keys (64 hex digits each, a JSON list) stay trusted here.
+    ledger_signing_key: SecretStr | None = None
+    ledger_signing_key_file: Path | None = None
+    ledger_trusted_keys: list[str] = Field(default_factory=list)
+
     @property
     def pg_data_dir(self) -> Path:
         return self.home / "pg"

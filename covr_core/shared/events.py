@@ -99,7 +99,8 @@ class ExchangeCompleted(Event):
     copy_id: str
     from_user_id: str
     to_user_id: str
-    degradation_rating: int | None = Field(default=None, ge=1, le=10)
+    # The receiver's condition rating, 0 (unusable) to 10 (as new); None when nobody rated it.
+    degradation_rating: int | None = Field(default=None, ge=0, le=10)
 
 
 class ExchangeSuspected(Event):
@@ -113,8 +114,65 @@ class ExchangeSuspected(Event):
     holder_id: str
 
 
+class RequestDeclined(Event):
+    """The holder said no, or accepted another request for the copy (`accepted_request_id` names it)."""
+
+    event: Literal["RequestDeclined"] = "RequestDeclined"
+    request_id: str
+    requester_id: str
+    copy_id: str
+    current_holder_id: str
+    accepted_request_id: str | None = None
+
+
+class RequestCancelled(Event):
+    """An open request withdrawn: by its requester, or by either side while its hand-over was in progress."""
+
+    event: Literal["RequestCancelled"] = "RequestCancelled"
+    request_id: str
+    requester_id: str
+    copy_id: str
+    current_holder_id: str
+    cancelled_by: str
+    exchange_id: str | None = None
+
+
+class ReturnStarted(Event):
+    """A borrowed copy is on its way back: a hand-over from its holder to its owner is in progress."""
+
+    event: Literal["ReturnStarted"] = "ReturnStarted"
+    exchange_id: str
+    copy_id: str
+    from_user_id: str
+    to_user_id: str
+    started_by: str
+
+
+class ReturnCancelled(Event):
+    """A return hand-over called off before the owner confirmed it; the copy stays on loan."""
+
+    event: Literal["ReturnCancelled"] = "ReturnCancelled"
+    exchange_id: str
+    copy_id: str
+    from_user_id: str
+    to_user_id: str
+    cancelled_by: str
+
+
+class SuspectedExchangeDismissed(Event):
+    """One side said the photo does not mean the copy changed hands."""
+
+    event: Literal["SuspectedExchangeDismissed"] = "SuspectedExchangeDismissed"
+    suspected_exchange_id: str
+    copy_id: str
+    uploader_id: str
+    holder_id: str
+    dismissed_by: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["event"].default: cls
     for cls in (ImageUploaded, BookIdentified, DedupResolved, RequestCreated, ExchangeAccepted, ExchangeCompleted,
-                ExchangeSuspected)
+                ExchangeSuspected, RequestDeclined, RequestCancelled, ReturnStarted, ReturnCancelled,
+                SuspectedExchangeDismissed)
 }

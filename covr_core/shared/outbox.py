@@ -38,6 +38,11 @@ _SUBJECT_FIELD = {
     "ExchangeAccepted": "exchange_id",
     "ExchangeCompleted": "exchange_id",
     "ExchangeSuspected": "suspected_exchange_id",
+    "RequestDeclined": "request_id",
+    "RequestCancelled": "request_id",
+    "ReturnStarted": "exchange_id",
+    "ReturnCancelled": "exchange_id",
+    "SuspectedExchangeDismissed": "suspected_exchange_id",
 }
 
 

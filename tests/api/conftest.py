@@ -86,7 +86,10 @@ def member(api: LiveApi):
     """`member("alice")`: registered and logged in over HTTP."""
     clients: list[httpx.Client] = []
 
-    def make(handle: str, *, email: str | None = None, display_name: str | None = None) -> Member:
+    def make(handle: str, *, email: str | None = None, display_name: str | None = None,
+             quick: bool = False) -> Member:
+        if quick:
+            return _quick(handle, display_name)
         with api.client() as anon:
             r = anon.post("/v1/auth/register", json={
                 "handle": handle, "display_name": display_name or handle.title(), "password": PASSWORD,
@@ -99,6 +102,20 @@ def member(api: LiveApi):
         client = api.client(tokens["access_token"])
         clients.append(client)
         return Member(handle, tokens["user_id"], tokens["access_token"], tokens["refresh_token"], client)
+
+    def _quick(handle: str, display_name: str | None) -> Member:
+        # For tests that need dozens of members: argon2 costs ~100 ms a hash here, and what such tests exercise
+        # is not sign-up. The member is created and given a session directly, as login would.
+        from covr_api.main import create_app
+        from covr_core.contact import accounts
+
+        policy = create_app(api.settings).state.token_policy
+        with psycopg.connect(api.db_url, row_factory=dict_row, autocommit=True) as conn:
+            user_id = accounts.ensure_user(conn, handle, display_name or handle.title())
+            tokens = accounts.open_session(conn, user_id, policy)
+        client = api.client(tokens.access_token)
+        clients.append(client)
+        return Member(handle, user_id, tokens.access_token, tokens.refresh_token, client)
 
     yield make
     for c in clients:

@@ -49,18 +49,18 @@ def test_degradation_rating_out_of_range_is_refused(conn, copy, alice):
         "insert into contact.user (handle, display_name) values ('bob', 'Bob') returning user_id"
     ).fetchone()["user_id"]
     request = conn.execute(
-        "insert into exchange.request (copy_id, requester_id, holder_id, status) "
-        "values (%s, %s, %s, 'accepted') returning request_id",
+        "insert into exchange.request (copy_id, requester_id, holder_id) values (%s, %s, %s) returning request_id",
         (copy, bob, alice),
     ).fetchone()["request_id"]
+    conn.execute("update exchange.request set status = 'accepted' where request_id = %s", (request,))
     exchange = conn.execute(
-        "insert into exchange.exchange (request_id, copy_id, from_user_id, to_user_id) "
-        "values (%s, %s, %s, %s) returning exchange_id",
+        "insert into exchange.exchange (request_id, copy_id, from_user_id, to_user_id, kind, origin) "
+        "values (%s, %s, %s, %s, 'borrow', 'request') returning exchange_id",
         (request, copy, alice, bob),
     ).fetchone()["exchange_id"]
     with pytest.raises(psycopg.errors.CheckViolation, match="degradation_rating_rating_check"):
         conn.execute(
-            "insert into exchange.degradation_rating (exchange_id, copy_id, rated_by, rating) values (%s,%s,%s,0)",
+            "insert into exchange.degradation_rating (exchange_id, copy_id, rated_by, rating) values (%s,%s,%s,11)",
             (exchange, copy, bob),
         )
 
@@ -87,27 +87,31 @@ def test_unknown_dedup_decision_is_refused(conn, alice):
         )
 
 
-def test_ledger_rows_cannot_be_updated_or_deleted(conn, copy, alice):
+def _ledger_entry(conn, copy, seq, prev_hash):
+    conn.execute("insert into ledger.chain (copy_id) values (%s) on conflict do nothing", (copy,))
     conn.execute(
-        "insert into exchange.ledger_entry (copy_id, seq, entry_hash, entry_type, payload, canonical) "
-        "values (%s, 1, sha256('x'), 'created', '{}', 'x')",
-        (copy,),
+        "insert into ledger.entry (copy_id, seq, prev_hash, entry_hash, ts, entry_type, canonical) "
+        "values (%s, %s, %s, sha256(%s::bytea), now(), 'copy_created', '{}')",
+        (copy, seq, prev_hash, str(seq).encode()),
     )
+
+
+def test_ledger_rows_cannot_be_updated_or_deleted(conn, copy, alice):
+    _ledger_entry(conn, copy, 1, bytes(32))
     conn.commit()
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="UPDATE refused"):
-        conn.execute("update exchange.ledger_entry set entry_type = 'withdrawn'")
+        conn.execute("update ledger.entry set entry_type = 'copy_lost'")
     conn.rollback()
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="DELETE refused"):
-        conn.execute("delete from exchange.ledger_entry")
+        conn.execute("delete from ledger.entry")
     conn.rollback()
-    assert conn.execute("select entry_type from exchange.ledger_entry").fetchall() == [{"entry_type": "created"}]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="TRUNCATE refused"):
+        conn.execute("truncate ledger.entry")
+    conn.rollback()
+    assert conn.execute("select entry_type from ledger.entry").fetchall() == [{"entry_type": "copy_created"}]
 
 
 def test_ledger_seq_is_unique_per_copy(conn, copy):
-    insert = (
-        "insert into exchange.ledger_entry (copy_id, seq, prev_hash, entry_hash, entry_type, payload, canonical) "
-        "values (%s, 2, sha256('a'), sha256('b'), 'created', '{}', 'x')"
-    )
-    conn.execute(insert, (copy,))
+    _ledger_entry(conn, copy, 2, b"a" * 32)
     with pytest.raises(psycopg.errors.UniqueViolation):
-        conn.execute(insert, (copy,))
+        _ledger_entry(conn, copy, 2, b"b" * 32)

@@ -213,7 +213,7 @@ def test_stopping_the_embedded_server_mid_batch_then_retrying_processes_each_ima
     import psycopg
 
     from covr_core.catalog.books import import_books, read_catalog_file
-    from covr_core.dedup.ingest import ensure_user
+    from covr_core.contact.accounts import ensure_user
     from covr_core.platform.db import Database, embedded_server_pid, stop_embedded
     from covr_core.platform.migrations import migrate
     from covr_core.platform.settings import Settings

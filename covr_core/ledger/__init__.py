@@ -1,0 +1,1 @@
+"""The provenance ledger: one hash chain per copy, signed checkpoints over every head, verification."""

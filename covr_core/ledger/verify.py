@@ -1,0 +1,312 @@
+"""Verification of every chain, its head and the latest signed checkpoint; each problem names copy and entry.
+
+Checks, per copy in copy-id order and per entry in seq order:
+- hash mismatch: sha256(tag || stored canonical bytes) is not the stored entry_hash;
+- content mismatch: the stored columns (payload and refs JSONB, ts, type, users, seq, prev_hash) are not what
+  the hashed bytes say (an edit of the JSONB alone, or of the timestamp);
+- missing entry: a gap in seq (a deleted middle entry), or entries a checkpoint covered that are gone;
+- broken link: prev_hash is not the previous entry's hash (genesis: 32 zero bytes);
+- head mismatch: ledger.chain's head is not the last entry;
+- checkpoint mismatch: the chain no longer contains the head the latest checkpoint signed (a rewritten
+  history whose successors were all recomputed, a truncated tail with its head moved back), or the stored
+  checkpoints and leaves disagree with the signed root or with each other;
+- bad signature: the latest checkpoint is not signed by a trusted key.
+Postgres streams the rows (COPY) while Python hashes, links and re-encodes them; the columns must re-encode
+to the hashed bytes byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from covr_core.ledger import canonical, checkpoint as checkpoints, merkle
+
+HASH_MISMATCH = "hash mismatch"
+CONTENT_MISMATCH = "content mismatch"
+BROKEN_LINK = "broken link"
+MISSING_ENTRY = "missing entry"
+HEAD_MISMATCH = "head mismatch"
+CHECKPOINT_MISMATCH = "checkpoint mismatch"
+BAD_SIGNATURE = "bad signature"
+
+_GENESIS_HEX = canonical.GENESIS_HASH.hex().encode()
+
+_ENTRIES = """
+select e.copy_id, e.seq, encode(e.prev_hash, 'hex'), encode(e.entry_hash, 'hex'), encode(e.canonical, 'hex'),
+       (extract(epoch from e.ts) * 1000000)::bigint, e.entry_type, e.from_user_id, e.to_user_id,
+       e.refs::text, e.payload::text
+from ledger.entry e {where} order by e.copy_id, e.seq
+"""
+# The benchmark's baseline reads exactly these rows and columns, without checking anything.
+RAW_READ = """
+copy (select e.copy_id, e.seq, encode(e.prev_hash, 'hex'), encode(e.entry_hash, 'hex'), encode(e.canonical, 'hex'),
+             e.ts, e.entry_type, e.from_user_id, e.to_user_id, e.refs, e.payload
+      from ledger.entry e order by e.copy_id, e.seq) to stdout
+"""
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    detail: str
+    copy_id: str | None = None
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.copy_id is not None:
+            where.append(f"copy {self.copy_id}")
+        if self.seq is not None:
+            where.append(f"entry {self.seq}")
+        return f"{' '.join(where) or 'ledger'}: {self.reason}: {self.detail}"
+
+
+@dataclass
+class Report:
+    copies: int = 0
+    entries: int = 0
+    checkpoint_id: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> Problem | None:
+        return self.problems[0] if self.problems else None
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "copies": self.copies,
+            "entries": self.entries,
+            "checkpoint_id": self.checkpoint_id,
+            "seconds": round(self.seconds, 3),
+            "problems": [asdict(p) | {"message": str(p)} for p in self.problems],
+        }
+
+
+def verify(
+    conn: psycopg.Connection,
+    *,
+    copy_id: str | None = None,
+    trusted_keys: dict | None = None,
+    exported: list[dict] | None = None,
+) -> Report:
+    """Verify every chain (or one copy's) against its head and the latest checkpoint.
+
+    `trusted_keys` maps key ids to Ed25519 public keys (checkpoint.trusted_keys(settings)); `exported` are
+    checkpoint documents read back from the object store, compared with the database's.
+    """
+    started = time.perf_counter()
+    report = Report()
+    if copy_id is not None:
+        try:
+            copy_id = str(uuid.UUID(str(copy_id)))
+        except ValueError:
+            report.problems.append(Problem(MISSING_ENTRY, f"{copy_id!r} is not a copy id"))
+            return report
+    leaves = _check_checkpoints(conn, report, trusted_keys or {}, exported or [], copy_id)
+    heads = _heads(conn, copy_id)
+    where = sql.SQL("where e.copy_id = {}").format(sql.Literal(copy_id)) if copy_id else sql.SQL("")
+    chain_problems: list[Problem] = []
+    seen: set = set()
+    _scan(conn, sql.SQL(_ENTRIES).format(where=where), heads, leaves, chain_problems, seen, report)
+    # Chains that have a head (or a checkpointed leaf) but no entry left at all.
+    for cid in sorted(set(heads) | set(leaves), key=uuid.UUID):
+        if cid in seen:
+            continue
+        head_seq, head_hash = heads.get(cid, (0, canonical.GENESIS_HASH))
+        leaf = leaves.get(cid)
+        if leaf is not None:
+            chain_problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {report.checkpoint_id} signed head "
+                                          f"{leaf[0]}, but the chain has no entry left", cid, 1))
+        elif head_seq > 0:
+            chain_problems.append(Problem(MISSING_ENTRY, f"the head says {head_seq} entries, none is stored",
+                                          cid, 1))
+    chain_problems.sort(key=lambda p: (uuid.UUID(p.copy_id), p.seq or 0))
+    report.problems.extend(chain_problems)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _heads(conn, copy_id) -> dict:
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        if copy_id:
+            cur.execute("select copy_id::text, head_seq, head_hash from ledger.chain where copy_id = %s", (copy_id,))
+        else:
+            cur.execute("select copy_id::text, head_seq, head_hash from ledger.chain")
+        return {c: (s, bytes(h)) for c, s, h in cur}
+
+
+def _scan(conn, query, heads, leaves, problems, seen, report) -> None:
+    tag = canonical.ENTRY_TAG
+    sha256 = hashlib.sha256
+    fromhex = bytes.fromhex
+    current = None
+    expect_seq = 1
+    last_hex = _GENESIS_HEX
+    bad = False
+    copies = entries = 0
+
+    def close(cid, last_seq, last_hex, bad):
+        # End of one copy's entries: its head, then the latest checkpoint's leaf.
+        if bad:
+            return
+        head_seq, head_hash = heads.get(cid, (None, None))
+        if head_seq is not None and head_seq > last_seq:
+            problems.append(Problem(MISSING_ENTRY, f"ledger.chain says head {head_seq}, the chain ends at entry "
+                                    f"{last_seq}: the tail is gone", cid, last_seq + 1))
+            return
+        if head_seq != last_seq or head_hash.hex().encode() != last_hex:
+            problems.append(Problem(HEAD_MISMATCH, f"ledger.chain says head {head_seq} "
+                                    f"({(head_hash or b'').hex()[:16]}…), the last entry is {last_seq} "
+                                    f"({last_hex[:16].decode()}…)", cid, last_seq))
+            return
+        leaf = leaves.get(cid)
+        if leaf is not None and leaf[0] > last_seq:
+            problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {report.checkpoint_id} signed head "
+                                    f"{leaf[0]}, but the chain ends at entry {last_seq}: entries from "
+                                    f"{last_seq + 1} on are gone", cid, last_seq + 1))
+
+    leaf_checks = {cid: (seq, h.hex().encode()) for cid, (seq, h) in leaves.items()}
+    with conn.cursor() as cur, cur.copy(sql.SQL("copy ({}) to stdout").format(query)) as stream:
+        rest = b""
+        for block in stream:
+            data = rest + bytes(block)
+            lines = data.split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                f = line.split(b"\t")
+                cid = f[0]
+                if cid != current:
+                    if current is not None:
+                        close(current.decode(), expect_seq - 1, last_hex, bad)
+                    current = cid
+                    seen.add(cid.decode())
+                    copies += 1
+                    expect_seq, last_hex, bad = 1, _GENESIS_HEX, False
+                entries += 1
+                if bad:
+                    continue
+                seq = int(f[1])
+                canon = fromhex(f[4].decode())
+                if seq != expect_seq:
+                    problems.append(Problem(MISSING_ENTRY, f"entry {expect_seq} is not stored (the next stored is "
+                                            f"{seq})", cid.decode(), expect_seq))
+                    bad = True
+                    continue
+                if sha256(tag + canon).hexdigest().encode() != f[3]:
+                    problems.append(Problem(HASH_MISMATCH, "its hashed bytes do not hash to its entry_hash",
+                                            cid.decode(), seq))
+                    bad = True
+                    continue
+                agrees = _agrees(f, canon)
+                if not agrees:
+                    problems.append(Problem(CONTENT_MISMATCH, "its stored columns (payload, refs, ts, type, "
+                                            "users) differ from the hashed bytes", cid.decode(), seq))
+                    bad = True
+                    continue
+                if f[2] != last_hex:
+                    problems.append(Problem(BROKEN_LINK, f"prev_hash {f[2][:16].decode()}… is not entry "
+                                            f"{seq - 1}'s hash {last_hex[:16].decode()}…", cid.decode(), seq))
+                    bad = True
+                    continue
+                last_hex = f[3]
+                expect_seq = seq + 1
+                leaf = leaf_checks.get(cid.decode()) if leaf_checks else None
+                if leaf is not None and leaf[0] == seq and leaf[1] != last_hex:
+                    problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {report.checkpoint_id} signed "
+                                            f"hash {leaf[1][:16].decode()}… for entry {seq}: this entry or one "
+                                            "before it was rewritten", cid.decode(), seq))
+                    bad = True
+        if current is not None:
+            close(current.decode(), expect_seq - 1, last_hex, bad)
+    report.copies += copies
+    report.entries += entries
+
+
+def _agrees(f, canon: bytes) -> bool:
+    """Whether the stored columns re-encode to exactly the hashed bytes (byte for byte: `true` is not `1`)."""
+    try:
+        refs, payload = _decode(_unescape(b"[" + f[9] + b"," + f[10] + b"]").decode())
+        expected = {
+            "v": canonical.VERSION, "copy_id": f[0].decode(), "seq": int(f[1]), "prev_hash": f[2].decode(),
+            "ts_us": int(f[5]), "entry_type": f[6].decode(),
+            "from_user_id": None if f[7] == b"\\N" else f[7].decode(),
+            "to_user_id": None if f[8] == b"\\N" else f[8].decode(),
+            "refs": refs, "payload": payload,
+        }
+    except ValueError:
+        return False
+    # json.dumps with sorted keys is RFC 8785 for I-JSON except key order beyond the BMP; rfc8785 decides then.
+    if _encode(expected).encode() == canon:
+        return True
+    try:
+        return canonical.canonical_bytes(expected) == canon
+    except Exception:  # noqa: BLE001 - a tampered value rfc8785 cannot even encode is a mismatch
+        return False
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+_decode = json.JSONDecoder().decode
+
+
+def _unescape(value: bytes) -> bytes:
+    # COPY's text format doubles backslashes; jsonb text holds no raw control characters to unescape.
+    return value.replace(b"\\\\", b"\\") if b"\\" in value else value
+
+
+def _check_checkpoints(conn, report: Report, keys: dict, exported: list[dict], copy_id) -> dict:
+    """Checks the checkpoints themselves; returns the latest one's leaves {copy_id: (seq, hash)}."""
+    stored = checkpoints.all_checkpoints(conn)
+    by_id = {cp.checkpoint_id: cp for cp in stored}
+    for doc in exported:
+        try:
+            ext = checkpoints.parse_document(doc)
+        except (KeyError, ValueError) as exc:
+            report.problems.append(Problem(CHECKPOINT_MISMATCH, f"an exported checkpoint cannot be read: {exc}"))
+            continue
+        mine = by_id.get(ext.checkpoint_id)
+        if mine is None:
+            report.problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {ext.checkpoint_id} was exported to "
+                                           "the object store but is missing from the database"))
+        elif (mine.body, mine.signature) != (ext.body, ext.signature):
+            report.problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {ext.checkpoint_id} in the database "
+                                           "differs from the copy exported to the object store"))
+    if not stored:
+        return {}
+    prev_hash = checkpoints.GENESIS_CHECKPOINT_HASH
+    for expected_id, cp in enumerate(stored, start=1):
+        if cp.checkpoint_id != expected_id:
+            report.problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {expected_id} is missing"))
+            break
+        if cp.prev_checkpoint_hash != prev_hash:
+            report.problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {cp.checkpoint_id} does not follow "
+                                           f"checkpoint {expected_id - 1}"))
+            break
+        prev_hash = cp.body_hash
+    latest = stored[-1]
+    report.checkpoint_id = latest.checkpoint_id
+    problem = checkpoints.signature_problem(latest, keys)
+    if problem:
+        report.problems.append(Problem(BAD_SIGNATURE, problem))
+        return {}
+    rows = checkpoints.leaves(conn, latest.checkpoint_id)
+    tree_root = merkle.root([merkle.leaf_hash(merkle.leaf_data(c, s, h)) for c, s, h in rows])
+    if len(rows) != latest.tree_size or tree_root != latest.root_hash:
+        report.problems.append(Problem(CHECKPOINT_MISMATCH, f"the stored leaves of checkpoint "
+                                       f"{latest.checkpoint_id} do not hash to its signed root"))
+    leaves = {str(c): (s, h) for c, s, h in rows}
+    if copy_id is not None:
+        leaves = {copy_id: leaves[copy_id]} if copy_id in leaves else {}
+    return leaves
