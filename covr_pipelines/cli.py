@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the main job: migrate, then ingest every upload not yet ingested")
     run.set_defaults(handler=cmd_run)
 
-    demo = sub.add_parser("demo", help="a sample catalog and sample photos, ingested through the Dagster job")
+    demo = sub.add_parser("demo", help="the whole of Covr on sample data: ingest, a borrow over HTTP, the ledger; a summary")
     demo.set_defaults(handler=cmd_demo)
 
     api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
@@ -309,23 +309,61 @@ def _upload_ext(path: Path, head: bytes) -> str:
 
 def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
     """Run the same Dagster job the sensor triggers, in this process, one run per batch."""
+    from covr_pipelines.defs.ingestion.sensors import ingest_run_request
+
+    size = settings.ingest_batch_size
+    _execute_requests(settings, db, [ingest_run_request(object_keys[start : start + size])
+                                     for start in range(0, len(object_keys), size)])
+
+
+# A run's warnings that the result lines already say in plain words: not repeated as notes.
+_SAID_BY_RESULT_LINES = (" rejected: ", " failed (attempt ", ": skipped, not uploads/")
+
+
+def _execute_requests(settings: Settings, db: Database, requests, *, sensor_name: str | None = None,
+                      warned: set[str] | None = None) -> int:
+    """Run the ingest job in this process for each RunRequest, as the daemon would for a sensor's requests.
+
+    With sensor_name, a request whose run key already has a successful run of that sensor is skipped, exactly as
+    the daemon skips it; returns how many runs were executed. The console shows only errors during a run; each
+    distinct warning of the runs is printed once afterwards, on stderr (`--json` keeps stdout to its lines), and
+    not again for a later run given the same `warned` set.
+    """
     import dagster as dg
+    from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
     from covr_pipelines.definitions import INGEST_JOB, build_definitions
-    from covr_pipelines.defs.ingestion.sensors import ingest_run_request
 
     defs = build_definitions(settings.model_copy(update={"database_url": db.url}))
     job = defs.resolve_job_def(INGEST_JOB)
-    size = settings.ingest_batch_size
+    executed = 0
     with _dagster_instance(settings.dagster_home) as instance:
-        for start in range(0, len(object_keys), size):
-            request = ingest_run_request(object_keys[start : start + size])
-            run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        for request in requests:
+            tags = dict(request.tags)
+            if sensor_name and request.run_key:
+                tags |= {SENSOR_NAME_TAG: sensor_name, RUN_KEY_TAG: request.run_key}
+                done = instance.get_runs(dg.RunsFilter(tags={SENSOR_NAME_TAG: sensor_name, RUN_KEY_TAG: request.run_key},
+                                                       statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)
+                if done:
+                    continue
+            run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
             with _signals_kept_from_dagster():
-                result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
+                result = job.execute_in_process(run_config=run_config, instance=instance, tags=tags)
+            executed += 1
+            _print_warnings(instance, result.run_id, warned if warned is not None else set())
             if not result.success:
                 raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above "
-                                 f"or run {result.run_id} in the Dagster UI (`make dagster`)")
+                                 f"or run {result.run_id} in the Dagster UI (`covr dev`)")
+    return executed
+
+
+def _print_warnings(instance, run_id: str, warned: set[str]) -> None:
+    for record in instance.all_logs(run_id):
+        message = record.user_message
+        if (record.dagster_event is None and record.level >= logging.WARNING and message not in warned
+                and not any(s in message for s in _SAID_BY_RESULT_LINES)):
+            warned.add(message)
+            print(f"note: {message}", file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -491,18 +529,11 @@ def cmd_run(args, settings: Settings) -> int:
 
 
 def cmd_demo(args, settings: Settings) -> int:
-    """The main job on generated data: a catalog, members' photos (good, bad, forwarded), and what Covr made of them."""
-    from covr_pipelines.sample_photos import write_demo_files
+    """The whole of Covr on generated data: ingest through the sensor and the job, a borrow over HTTP, notifications,
+    the ledger, and a summary; a second run reuses what the first made (covr_pipelines/demo.py)."""
+    from covr_pipelines.demo import run_demo
 
-    demo_dir = settings.home / "demo"
-    print(f"generating a sample catalog and photos in {demo_dir} ...", flush=True)
-    plan = write_demo_files(demo_dir)
-    cmd_catalog_import(argparse.Namespace(file=plan.catalog), settings)
-    for user, paths in plan.uploads:
-        print(f"\n$ covr ingest --as {user} {' '.join(p.name for p in paths)}", flush=True)
-        cmd_ingest(argparse.Namespace(user=user, paths=paths, json=False, retry=[], retry_failed=False), settings)
-    print()
-    return cmd_run(argparse.Namespace(), settings)
+    return run_demo(settings)
 
 
 _RESULTS_SQL = """
@@ -551,16 +582,42 @@ def _result_line(file: str, row: dict | None, key: str | None, failure: dict | N
     return line
 
 
+# What each decision means to the member who uploaded the photo. The identification source says how the book was
+# named; the match reason how the photo matched earlier ones.
+_SOURCE_WORDS = {"isbn": "by its ISBN", "ocr": "by the title on the cover", "embedding": "by the cover's look"}
+
+
+def plain_reason(line: dict) -> str:
+    """One line's decision in plain words, for a person: "same photo as one already uploaded"."""
+    status, decision, match = line["status"], line["decision"], line["match_reason"]
+    if status == "rejected":
+        return f"not a photo Covr can use: {line['reason']}"
+    if status == "failed":
+        return f"could not be processed yet, will be retried: {line['reason']}"
+    via = _SOURCE_WORDS.get(line["source"] or "", "")
+    if decision == "ignore":
+        return ("same photo as one already uploaded" if match == "exact_hash"
+                else "not recognised: kept for review")
+    if decision == "existing_copy":
+        return ("the same shot of your copy again" if match == "phash_match"
+                else f"another photo of your copy, recognised {via}".rstrip(", "))
+    if decision == "exchange_suspected":
+        return "another member's copy: ask them about it"
+    if decision == "new_copy":
+        return f"a new copy of a book in the catalog, recognised {via}".rstrip(", ")
+    if decision == "new_book":
+        return f"a book the catalog did not have, recognised {via}: added with your copy".replace(" , ", " ")
+    return "accepted, not decided yet"
+
+
 def _human(line: dict) -> str:
     if line["status"] in ("rejected", "failed"):
-        retry = f" (retried automatically; now: covr ingest --retry {line['image_id']})" if (
+        retry = f" (now: covr ingest --retry {line['image_id']})" if (
             line["status"] == "failed" and line["image_id"]) else ""
-        return f"{line['file']}: {line['status']}: {line['reason']}{retry}"
+        return f"{line['file']}: {line['status']}: {plain_reason(line)}{retry}"
     what = f"{line['title']!r}" if line["title"] else "no book identified"
     isbn = f" (ISBN {line['isbn13']})" if line["isbn13"] else ""
-    via = f" via {line['source']}" if line["source"] else ""
-    return f"{line['file']}: {line['decision'] or 'accepted'}: {what}{isbn}{via} [{line['match_reason'] or '-'}]"
-
+    return f"{line['file']}: {line['decision'] or 'accepted'}: {what}{isbn}: {plain_reason(line)}"
 
 
 def _notifications_parser(sub) -> None:

@@ -20,6 +20,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 from covr_core.shared.isbn import isbn13_check_digit
 
 __all__ = [
+    "DEMO_CATALOG_BOOKS",
+    "DEMO_PASSWORD",
+    "DEMO_USERS",
     "SAMPLE_BOOKS",
     "cover_bars_with_sticker",
     "cover_photo_jpeg",
@@ -376,51 +379,129 @@ def cover_photo_jpeg(
     return jpeg_bytes(photograph(cover, size=size, seed=seed, **kw))
 
 
+# The demo's catalog: SAMPLE_BOOKS without "Small Hours in Lisbon" (its photo is a book the catalog lacks), and
+# more invented titles, so that the catalog reads like a small shared shelf.
+_MORE_TITLES = [
+    ("The Lighthouse Keeper's Daughter", "Agnes Whitfield"), ("Notes from a Paper Boat", "Kenji Moriyama"),
+    ("The Cartwright Inheritance", "Eleanor Vance"), ("Salt and Saffron", "Priya Raman"),
+    ("Under the Linden Tree", "Friedrich Albers"), ("A Field Guide to Clouds", "Oona MacLeod"),
+    ("The Tin Orchestra", "Pavel Novak"), ("Letters to the Ninth Floor", "Claire Dubois"),
+    ("The Weight of Feathers", "Amara Nwosu"), ("Midnight at the Observatory", "Luis Cardenas"),
+    ("The Last Ferry to Skye", "Morag Campbell"), ("Copper Kettle Mornings", "Hannah Berg"),
+    ("An Atlas of Lost Rivers", "Daniel Osei"), ("The Clockmaker's Apprentice", "Ilse Brandt"),
+    ("Paper Lanterns", "Mei Lin Chow"), ("The Orchard Keeper's Year", "Thomas Hale"),
+    ("Between Two Harbours", "Sofia Andersson"), ("The Honey Thief", "Yusuf Demir"),
+    ("Songs of the Tidewater", "Grace Whitaker"), ("A Winter in Kraków", "Marta Zielinska"),
+    ("The Map Room", "Oliver Pryce"), ("Seven Bridges", "Aino Virtanen"),
+    ("The Olive Press", "Dimitra Kouris"), ("Night Trains to Trieste", "Marco Bellini"),
+]
+DEMO_CATALOG_BOOKS: tuple[tuple[str, str, str], ...] = tuple(
+    b for b in SAMPLE_BOOKS if b[0] != "Small Hours in Lisbon"
+) + tuple((title, author, valid_isbn13(2000 + i)) for i, (title, author) in enumerate(_MORE_TITLES))
+DEMO_PASSWORD = "covr-demo-password"
+DEMO_USERS = ("alice", "bob", "carol")
+
+
 @dataclass(frozen=True)
 class DemoPlan:
     catalog: Path
+    # Upload rounds in order: (member, files). Each round is one sensor tick, so a re-take or a forwarded photo is
+    # ingested after the photo it repeats.
     uploads: list[tuple[str, list[Path]]]
 
 
+def _book(title: str) -> tuple[str, str, str]:
+    return next(b for b in (*SAMPLE_BOOKS, *DEMO_CATALOG_BOOKS) if b[0] == title)
+
+
 def write_demo_files(folder: Path) -> DemoPlan:
-    """A catalog and three members' photos that exercise the decisions: new copies, a re-take, a
-    title-only cover, an unknown ISBN, a forwarded photo, a byte-identical re-upload and a broken file."""
+    """A catalog of ~30 books and three members' photos that exercise every decision: barcodes, covers with only
+    a title, a book the catalog lacks, re-takes, a forwarded photo, a byte-identical re-upload, a HEIC, an
+    EXIF-rotated photo, an unrecognisable one and hostile files. Existing files are kept: a second run reuses them."""
     folder.mkdir(parents=True, exist_ok=True)
     catalog = folder / "catalog.jsonl"
-    known = SAMPLE_BOOKS[:6]
     catalog.write_text(
         "".join(
-            json.dumps({"isbn13": isbn, "title": t, "authors": [a], "published_year": 1990 + i, "language": "en",
-                        "tags": ["fiction"]}) + "\n"
-            for i, (t, a, isbn) in enumerate(known)
+            json.dumps({"isbn13": isbn, "title": t, "authors": [a], "published_year": 1960 + (i * 7) % 60,
+                        "language": "en", "tags": ["fiction" if i % 3 else "non-fiction"]}) + "\n"
+            for i, (t, a, isbn) in enumerate(DEMO_CATALOG_BOOKS)
         )
     )
-    size = (2400, 1800)
+    size = (2000, 1500)
 
-    def photo(name: str, book, *, seed: int, barcode: bool = True, **kw) -> Path:
-        title, author, isbn = book
+    def write(name: str, make) -> Path:
         path = folder / name
         if not path.exists():
-            path.write_bytes(cover_photo_jpeg(title, author, isbn if barcode else None, seed=seed, size=size, **kw))
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_bytes(make())
+            tmp.replace(path)  # an interrupted run leaves no half-written photo behind
         return path
 
+    def photo(name: str, title: str, *, seed: int, barcode: bool = True, **kw) -> Path:
+        t, author, isbn = _book(title)
+        return write(name, lambda: cover_photo_jpeg(t, author, isbn, seed=seed, size=size, barcode=barcode, **kw))
+
+    def shot(title: str, seed: int, **kw) -> Image.Image:
+        t, author, isbn = _book(title)
+        return photograph(render_cover(t, author, isbn, seed=seed, style=seed), size=size, seed=seed, **kw)
+
     alice = [
-        photo("alice-orchard.jpg", SAMPLE_BOOKS[0], seed=1),
-        photo("alice-rivers.jpg", SAMPLE_BOOKS[1], seed=2, background=(90, 90, 100)),
-        photo("alice-stars-front.jpg", SAMPLE_BOOKS[2], seed=3, barcode=False, background=(60, 120, 70)),
-        photo("alice-lisbon-new.jpg", SAMPLE_BOOKS[6], seed=4, background=(200, 200, 205)),
-        photo("alice-orchard-retake.jpg", SAMPLE_BOOKS[0], seed=5, angle=-4, background=(170, 160, 140)),
+        photo("alice-orchard.jpg", "The Quiet Orchard", seed=1),
+        photo("alice-rivers.jpg", "Rivers of Salt", seed=2, background=(90, 90, 100)),
+        photo("alice-stars-front.jpg", "A Grammar of Stars", seed=3, barcode=False, background=(60, 120, 70)),
+        photo("alice-lisbon-new.jpg", "Small Hours in Lisbon", seed=4, background=(200, 200, 205)),
+        photo("alice-lighthouse.jpg", "The Lighthouse Keeper's Daughter", seed=11),
+        photo("alice-clouds.jpg", "A Field Guide to Clouds", seed=12, background=(120, 90, 60)),
+        write("alice-ledger.heic", lambda: heic_bytes(shot("Winter Ledger", 13, noise=2.0))),
+        write("alice-cartographer-rotated.jpg",
+              lambda: exif_rotated_jpeg(shot("The Glass Cartographer", 14), orientation=6)),
     ]
-    broken = folder / "alice-broken.jpg"
-    broken.write_bytes(alice[0].read_bytes()[:40_000])
-    bob = [photo("bob-rivers.jpg", SAMPLE_BOOKS[1], seed=6, angle=5, background=(40, 40, 60))]
-    forwarded = folder / "carol-forwarded-from-bob.jpg"
-    if not forwarded.exists():
-        with Image.open(bob[0]) as original:
-            buf = BytesIO()
-            original.resize((1200, 900)).save(buf, "JPEG", quality=70)
-        forwarded.write_bytes(buf.getvalue())
+    broken = write("alice-broken.jpg", lambda: alice[0].read_bytes()[:40_000])
+    bob = [
+        photo("bob-rivers.jpg", "Rivers of Salt", seed=6, angle=5, background=(40, 40, 60)),
+        photo("bob-almanac.jpg", "The Beekeeper's Almanac", seed=15),
+        photo("bob-tin-orchestra.jpg", "The Tin Orchestra", seed=16, background=(70, 100, 130)),
+        photo("bob-harbour.jpg", "Lanterns Over Harbour", seed=17, angle=-2),
+        alice[0],  # the very file alice uploaded: the same bytes again
+        write("bob-notes.jpg", lambda: b"shopping list: milk, eggs, a new bookmark\n"),
+        write("bob-huge.png", lambda: _png_header_only(60_000, 60_000)),
+        write("bob-empty.jpg", lambda: b""),
+    ]
+    carol = [
+        write("carol-forwarded-from-bob.jpg", lambda: _forwarded(bob[0])),
+        photo("carol-feathers.jpg", "The Weight of Feathers", seed=18),
+        photo("carol-skye.jpg", "The Last Ferry to Skye", seed=19, background=(160, 150, 120)),
+        photo("carol-map-room.jpg", "The Map Room", seed=20, angle=4),
+        write("carol-blank-notebook.jpg", lambda: jpeg_bytes(photograph(
+            Image.new("RGB", (1000, 1500), (200, 60, 50)), size=size, seed=21))),
+    ]
+    retakes = [
+        photo("alice-orchard-retake.jpg", "The Quiet Orchard", seed=5, angle=-4, background=(170, 160, 140)),
+        photo("carol-feathers-retake.jpg", "The Weight of Feathers", seed=22, angle=-3, background=(60, 60, 70)),
+    ]
     return DemoPlan(
         catalog=catalog,
-        uploads=[("alice", [*alice, broken]), ("bob", [*bob, alice[0]]), ("carol", [forwarded])],
+        uploads=[("alice", [*alice, broken]), ("bob", bob), ("carol", carol), ("alice", retakes[:1]),
+                 ("carol", retakes[1:])],
     )
+
+
+def _forwarded(original_path: Path) -> bytes:
+    """What a messenger app makes of a photo: smaller and recompressed."""
+    with Image.open(original_path) as original:
+        buf = BytesIO()
+        original.resize((1200, 900)).save(buf, "JPEG", quality=70)
+    return buf.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (a decompression bomb's header) but carries no real pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
+        b"IEND", b"")
