@@ -9,7 +9,6 @@ import boto3
 import dagster as dg
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from covr_core.catalog.books import import_books, read_catalog_file
 from covr_core.media.storage import LocalObjectStore
@@ -147,15 +146,6 @@ def test_a_replayed_upload_keeps_one_file_and_one_row(api, member, db_state):
     assert (other.status_code, other.json()["type"]) == (422, PROBLEM + "idempotency_key_reused")
     assert db_state() == state
     assert files_under(api.settings.objects_dir) == [first.json()["object_key"]]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_with_s3_the_api_hands_out_a_presigned_put_url(db_url, tmp_path, s3_endpoint):
