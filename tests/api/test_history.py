@@ -158,7 +158,8 @@ def test_a_real_flow_over_http_leaves_every_step_in_the_history_and_verifies(api
     data = history["data"]
 
     def photo(image):
-        return {"image_id": image["image_id"], "sha256": image["sha256"], "phash": f"{image['phash'] & (2**64 - 1):016x}"}
+        return {"image_id": image["image_id"], "sha256": image["sha256"],
+                "phash": f"{image['phash'] & (2**64 - 1):016x}"}
 
     assert data[0]["evidence"] == photo(alice_photo) and data[0]["payload"]["decision"] == "new_copy"
     assert data[11]["evidence"] == data[12]["evidence"] == photo(carol_photo)
