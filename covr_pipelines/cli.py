@@ -309,8 +309,6 @@ def _upload_ext(path: Path, head: bytes) -> str:
 
 def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
     """Run the same Dagster job the sensor triggers, in this process, one run per batch."""
-    import dagster as dg
-
     from covr_pipelines.definitions import INGEST_JOB, build_definitions
     from covr_pipelines.defs.ingestion.sensors import ingest_run_request
 

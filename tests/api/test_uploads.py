@@ -8,10 +8,8 @@ import json
 import boto3
 import dagster as dg
 import httpx
-import pytest
 
 from covr_core.catalog.books import import_books, read_catalog_file
-from covr_core.media.storage import LocalObjectStore
 from covr_core.platform.settings import Settings
 from covr_pipelines.definitions import ingest_job
 from covr_pipelines.defs.dedup.assets import dedup_decisions
@@ -21,7 +19,7 @@ from covr_pipelines.defs.ingestion.sensors import build_upload_sensor
 from covr_pipelines.defs.vectors.assets import cover_vectors
 from covr_pipelines.resources import build_resources
 from covr_pipelines.sample_photos import jpeg_bytes, render_cover, valid_isbn13
-from tests.api.conftest import PASSWORD, serve
+from tests.api.server import PASSWORD, serve
 
 PROBLEM = "https://covr.dev/problems/"
 BOOK = {"isbn13": valid_isbn13(321), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"],
