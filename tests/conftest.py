@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from moto.server import ThreadedMotoServer
 from psycopg.rows import dict_row
 
 from covr_core.platform import migrations
@@ -120,3 +121,31 @@ def smtp_server():
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A real S3 API (moto's server) on loopback. Port 0: the OS picks a free port and the server reports it,
+    so there is no probe-then-bind race."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def covr(db_url, tmp_path, monkeypatch, capsys):
+    """Run `covr ...` in-process on the test's database; returns (exit code, stdout, stderr), never a traceback."""
+    from covr_pipelines.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("COVR_HOME", str(tmp_path / "home"))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out, err
+
+    return run

@@ -13,27 +13,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from covr_pipelines.cli import main
 
 SUMMARY = re.compile(
     r"^(?P<file>.+): (?P<rows>\d+) rows: (?P<inserted>\d+) inserted, (?P<updated>\d+) updated, "
     r"(?P<unchanged>\d+) unchanged, (?P<skipped>\d+) skipped, (?P<refused>\d+) refused \(encoding (?P<encoding>.+)\)$"
 )
-
-
-@pytest.fixture
-def covr(db_url, tmp_path, monkeypatch, capsys):
-    """Run `covr ...` in-process on the test's database; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("COVR_HOME", str(tmp_path / "home"))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
-
-    return run
 
 
 def _books(db_url) -> dict[str | None, list[str]]:

@@ -178,6 +178,14 @@ def _visible_row(conn: psycopg.Connection, viewer_id: str, copy_id: str) -> dict
     return row
 
 
+def visible_copy(conn: psycopg.Connection, *, viewer_id: str, copy_id: str) -> dict:
+    """The copy (its book, owner and holder, as view_copy without images) if `viewer_id` may see it; else NotFound.
+
+    The one visibility rule for everything shown about a copy, its history (the ledger) included.
+    """
+    return _shape(_visible_row(conn, viewer_id, copy_id))
+
+
 def view_copy(
     conn: psycopg.Connection, *, viewer_id: str, copy_id: str, thumbnail_url: ThumbnailUrl | None = None
 ) -> dict:

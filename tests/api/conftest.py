@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from psycopg.rows import dict_row
 
-from covr_api.main import create_app
 from covr_core.platform.settings import Settings
-
-PASSWORD = "correct horse battery staple"
+from tests.api.server import PASSWORD, serve
 
 
 @dataclass
@@ -43,28 +37,6 @@ class Member:
     access_token: str
     refresh_token: str
     client: httpx.Client
-
-
-def serve(settings: Settings, **overrides):
-    """Start the app on a free loopback port; returns (base_url, stop)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on", **overrides))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-
-    def stop():
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.api.conftest import PASSWORD
+from tests.api.server import PASSWORD
 
 
 def _is_problem(r, status: int, code: str) -> None:
