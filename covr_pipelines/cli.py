@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole of Covr on sample data: ingest, a borrow over HTTP, the ledger; a summary")
     demo.set_defaults(handler=cmd_demo)
 
+    dev = sub.add_parser("dev", help="the Dagster UI (webserver, daemon) and the API together, until Ctrl-C")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--dagster-port", type=int, default=3000)
+    dev.add_argument("--api-port", type=int, default=8000)
+    dev.set_defaults(handler=cmd_dev)
+
     api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
@@ -182,6 +188,17 @@ def cmd_api(args, settings: Settings) -> int:
     uvicorn.run("covr_api.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level="info")
     return 0
+
+
+def cmd_dev(args, settings: Settings) -> int:
+    """`covr dev`: Dagster UI and API on one database; Ctrl-C or SIGTERM stops both and releases the database."""
+    from covr_pipelines.dev import StartFailed, run_dev
+
+    try:
+        return run_dev(settings, host=args.host, dagster_port=args.dagster_port, api_port=args.api_port,
+                       open_db=_open)
+    except StartFailed as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_claim_code(args, settings: Settings) -> int:

@@ -11,8 +11,6 @@ import argparse
 import hashlib
 import json
 import logging
-import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import httpx
 from covr_core.platform.db import Database
 from covr_core.platform.settings import Settings
 from covr_pipelines import cli
+from covr_pipelines.dev import serve
 from covr_pipelines.sample_photos import DEMO_PASSWORD, DEMO_USERS, write_demo_files
 
 # Upload ids are derived from the member and the file, so a second run names the same objects and uploads nothing.
@@ -45,32 +44,6 @@ class Uploaded:
     member: str
     file: Path
     key: str
-
-
-def serve(settings: Settings):
-    """The API app on a free loopback port, in a thread of this process; returns (base_url, stop)."""
-    import uvicorn
-
-    from covr_api.main import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise cli.UsageError("the API server of the demo did not start")
-        time.sleep(0.02)
-
-    def stop():
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
 
 
 def run_demo(settings: Settings) -> int:
@@ -344,11 +317,11 @@ def _decisions_table(db: Database, uploaded: list[Uploaded]) -> None:
     print(f"decisions for {len(lines)} uploaded file(s): "
           + ", ".join(f"{n} {d}" for d, n in sorted(by_decision.items(), key=lambda kv: -kv[1])))
     width = max(len(u.file.name) for u, _ in lines)
-    print(f"\n  {'member':7} {'file':{width}}  {'decision':18} {'book':34} reason")
+    print(f"\n  {'member':7} {'file':{width}}  {'decision':19} {'book':34} reason")
     for u, line in lines:
         decision = line["decision"] if line["status"] == "accepted" else line["status"]
         title = (line["title"] or "-")[:34]
-        print(f"  {u.member:7} {u.file.name:{width}}  {decision or '-':18} {title:34} {cli.plain_reason(line)}")
+        print(f"  {u.member:7} {u.file.name:{width}}  {decision or '-':19} {title:34} {cli.plain_reason(line)}")
 
 
 def _search(settings: Settings, db: Database, bob: Member) -> None:
