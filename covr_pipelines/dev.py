@@ -85,7 +85,7 @@ def run_dev(settings: Settings, *, host: str, dagster_port: int, api_port: int, 
             # `dagster dev` says it is superseded by `dg dev`, which needs the dagster-dg-cli package; where that
             # is not installed the two do the same, so the newcomer is not greeted by the warning.
             env["PYTHONWARNINGS"] = ",".join(filter(None, [
-                os.environ.get("PYTHONWARNINGS"), "ignore::dagster_shared.utils.warnings.SupersessionWarning"]))
+                os.environ.get("PYTHONWARNINGS"), "ignore:Function `dev_command` is superseded"]))
         settings.dagster_home.mkdir(parents=True, exist_ok=True)
         # Its own session: a terminal's Ctrl-C reaches this process only, which then stops the group in order.
         dagster = subprocess.Popen(command, env=env, start_new_session=True,

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = "covr@localhost"
+    # Where the run-failure sensor mails its alerts (COVR_OPERATOR_EMAIL); unset: alerts are only recorded.
+    operator_email: str | None = None
+    # The Dagster UI's address as the operator opens it, for links in alerts.
+    dagster_ui_url: str = "http://127.0.0.1:3000"
 
     # API. Unset secret: one is generated into COVR_HOME/token-secret and shared by every worker on it.
     token_secret: SecretStr | None = None

@@ -36,7 +36,7 @@ def _decide_one(conn, image: dict, thresholds: Thresholds, run_id: str):
     return outcome, applied
 
 
-@dg.asset(group_name=GROUP, kinds={"python", "postgres"}, deps=["book_identifications"])
+@dg.asset(group_name=GROUP, owners=[f"team:{GROUP}"], kinds={"python", "postgres"}, deps=["book_identifications"])
 def dedup_decisions(
     context: dg.AssetExecutionContext, postgres: PostgresResource, policy: IngestPolicyResource
 ) -> dg.MaterializeResult:

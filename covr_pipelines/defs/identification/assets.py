@@ -66,7 +66,7 @@ def _read(image: dict, store, ocr: OcrResource, keep_rgb: bool, is_known) -> See
     return seen
 
 
-@dg.asset(group_name=GROUP, kinds={"python", "postgres", "onnx"}, deps=["uploaded_images"])
+@dg.asset(group_name=GROUP, owners=[f"team:{GROUP}"], kinds={"python", "postgres", "onnx"}, deps=["uploaded_images"])
 def book_identifications(
     context: dg.AssetExecutionContext,
     postgres: PostgresResource,

@@ -1,12 +1,13 @@
 """Uploaded photos become media.image rows: validated, hashed and thumbnailed, rejected with a reason, or failed."""
 
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
 
-from covr_core.dedup.failures import describe_failure, is_database_outage, record_failure, resolve_failure
+from covr_core.dedup.failures import describe_failure, failures_for, is_database_outage, record_failure, resolve_failure
 from covr_core.media.imaging import ImageLimits, ImageRejected, inspect_image, sha256_hex, thumbnail_jpeg
 from covr_core.contact.accounts import user_exists
 from covr_core.dedup.ingest import ImageRecord, existing_image, record_batch, record_image, refuse_overwrite
@@ -19,7 +20,9 @@ GROUP = "ingestion"
 class IngestBatchConfig(dg.Config):
     """The upload objects this run ingests, as the sensor or the CLI listed them."""
 
-    object_keys: list[str]
+    object_keys: list[str] = []
+    # A failed image re-run alone (retry_image_job, from the UI's launchpad): its image id or object key.
+    image_ids: list[str] = []
 
 
 def batch_run_id(context) -> str:
@@ -77,7 +80,7 @@ def _rejected(record: ImageRecord, reason: str, sha256: str | None = None) -> Im
     return ImageRecord(**{**record.__dict__, "status": "rejected", "rejection_reason": reason, "sha256": sha256})
 
 
-@dg.asset(group_name=GROUP, kinds={"python", "postgres", "s3"})
+@dg.asset(group_name=GROUP, owners=[f"team:{GROUP}"], kinds={"python", "postgres", "s3"})
 def uploaded_images(
     context: dg.AssetExecutionContext,
     config: IngestBatchConfig,
@@ -94,9 +97,16 @@ def uploaded_images(
     run_id = batch_run_id(context)
 
     with postgres.connection() as conn:
-        record_batch(conn, run_id, config.object_keys)
+        object_keys = list(config.object_keys)
+        if config.image_ids:
+            failures, unknown = failures_for(conn, config.image_ids)
+            if unknown:
+                raise dg.Failure(f"no failed image named {', '.join(unknown)}: only an image whose ingest failed "
+                                 "is re-run alone (see ingest.failure)")
+            object_keys += [f["object_key"] for f in failures]
+        record_batch(conn, run_id, object_keys)
         todo = []
-        for key in dict.fromkeys(config.object_keys):  # a key listed twice is one object
+        for key in dict.fromkeys(object_keys):  # a key listed twice is one object
             parsed = parse_upload_key(key)
             if parsed is None or not user_exists(conn, parsed[0]):
                 counts["not_an_upload"] += 1
@@ -110,6 +120,7 @@ def uploaded_images(
             _refuse_if_overwritten(context, conn, store, key, known, counts, problems)
 
         # Reading and decoding happen here, outside any transaction; each result is then its own unit of work.
+        started = time.monotonic()
         with ThreadPoolExecutor(max_workers=policy.workers) as pool:
             for examined in pool.map(lambda item: _examine(store, item[0], item[1], limits), todo):
                 _record(context, conn, examined, run_id, counts, problems)
@@ -117,10 +128,39 @@ def uploaded_images(
     return dg.MaterializeResult(
         metadata={
             **counts,
-            "objects": len(config.object_keys),
+            "objects": len(object_keys),
+            "by_reason": dg.MetadataValue.json(reason_counts(problems)),
+            "rejected_and_failed": dg.MetadataValue.md(problems_markdown(problems)),
+            "seconds_examine_and_record": round(time.monotonic() - started, 3),
             "problems": dg.MetadataValue.json(problems),
         }
     )
+
+
+def reason_counts(problems: list[dict]) -> dict[str, int]:
+    """Pure: how many images were rejected or failed for each reason (its words before any detail in brackets)."""
+    counts: dict[str, int] = {}
+    for p in problems:
+        reason = f"{p['status']}: {(p.get('reason') or '?').split(' (')[0]}"
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def problems_markdown(problems: list[dict], *, limit: int = 50) -> str:
+    """Pure: the rejected and failed images as a markdown table an operator can act on, with the retry command."""
+    if not problems:
+        return "No image was rejected or failed in this run."
+    rows = ["| status | reason | object key | image | thumbnail (object key) |", "|---|---|---|---|---|"]
+    for p in problems[:limit]:
+        image = p.get("image_id") or "-"
+        # A thumbnail exists once the image decoded: for failures after the upload stage, not for rejected files.
+        thumb = f"`{derived_key(p['object_key'], 'thumbnail')}`" if p.get("status") == "failed" and p.get(
+            "image_id") else "-"
+        reason = str(p.get("reason") or "").replace("|", "\\|")
+        rows.append(f"| {p['status']} | {reason} | `{p['object_key']}` | {image} | {thumb} |")
+    more = f"\n\n{len(problems) - limit} more in the `problems` entry." if len(problems) > limit else ""
+    return "\n".join(rows) + more + "\n\nRe-run a failed image alone: `covr ingest --retry IMAGE_ID`, or launch " \
+        "`retry_image_job` with `image_ids: [IMAGE_ID]`."
 
 
 def _refuse_if_overwritten(context, conn, store, key: str, known: dict, counts: dict, problems: list) -> None:

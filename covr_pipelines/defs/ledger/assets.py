@@ -32,7 +32,7 @@ def _problem_metadata(report: verify.Report) -> dict:
     }
 
 
-@dg.asset(group_name=GROUP, kinds={"python", "postgres"})
+@dg.asset(group_name=GROUP, owners=[f"team:{GROUP}"], kinds={"python", "postgres"})
 def ledger_checkpoint(
     postgres: PostgresResource,
     object_store: ObjectStoreResource,

@@ -52,7 +52,7 @@ def sync_vectors(context, postgres: PostgresResource, vectors: VectorStoreResour
     return {"store": store.describe(), "synced": synced, "points": store.count()}
 
 
-@dg.asset(group_name=GROUP, kinds={"qdrant", "postgres"}, deps=["dedup_decisions"])
+@dg.asset(group_name=GROUP, owners=[f"team:{GROUP}"], kinds={"qdrant", "postgres"}, deps=["dedup_decisions"])
 def cover_vectors(
     context: dg.AssetExecutionContext, postgres: PostgresResource, vectors: VectorStoreResource
 ) -> dg.MaterializeResult:
