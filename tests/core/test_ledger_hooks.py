@@ -6,7 +6,6 @@ import pytest
 
 from covr_core.exchange import circulation, requests
 from covr_core.ledger import chain, hooks, verify
-from tests.core.ledger_support import aconn, copy_id, people  # noqa: F401
 
 
 def count(conn, table: str) -> int:
