@@ -30,6 +30,12 @@ EXT_BY_FORMAT = {"jpeg": "jpg", "png": "png", "webp": "webp", "heif": "heic"}
 UPLOAD_EXTS = {"jpg", "jpeg", "png", "webp", "heic", "heif"}
 
 
+# The tags the daemon puts on a sensor's runs (documented in Dagster's run tags), so a later daemon tick skips
+# the run keys this process has already run.
+SENSOR_NAME_TAG = "dagster/sensor_name"
+RUN_KEY_TAG = "dagster/run_key"
+
+
 class UsageError(Exception):
     pass
 
@@ -347,7 +353,6 @@ def _execute_requests(settings: Settings, db: Database, requests, *, sensor_name
     not again for a later run given the same `warned` set.
     """
     import dagster as dg
-    from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
     from covr_pipelines.definitions import INGEST_JOB, build_definitions
 
