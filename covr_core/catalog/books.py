@@ -18,7 +18,9 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
+from covr_core.shared.events import BookUpdated
 from covr_core.shared.isbn import is_valid_isbn10, is_valid_isbn13, normalize_isbn
+from covr_core.shared.outbox import append_event
 
 __all__ = [
     "BookRecord",
@@ -602,7 +604,7 @@ on conflict (isbn13) do update set
 -- A person's manual edits outrank a bulk file.
 where b.metadata_source <> 'manual'
 -- xmax is 0 only on a freshly inserted row version: the standard way to tell insert from update in one statement.
-returning (xmax = 0) as inserted
+returning (xmax = 0) as inserted, b.book_id
 """
 
 _INSERT_WITHOUT_ISBN = """
@@ -660,6 +662,9 @@ def _write(cur: psycopg.Cursor, record: BookRecord) -> str:
     row = cur.execute(_UPSERT_BY_ISBN, record.model_dump()).fetchone()
     if row is None:
         return "skipped"
+    if not row["inserted"]:
+        # The copies of an edited book carry its fields in their search documents.
+        append_event(cur.connection, BookUpdated(book_id=str(row["book_id"])))
     return "inserted" if row["inserted"] else "updated"
 
 
