@@ -7,14 +7,18 @@ from collections import defaultdict
 
 import psycopg
 from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 
 # The closest alternatives kept per query word; more only slows the tsquery down.
 MAX_EXPANSIONS = 24
 
 
 def expansions(word: str, by_length: dict[int, list[str]], typos: int, *, limit: int = MAX_EXPANSIONS) -> list[str]:
-    """Dictionary terms within `typos` edits of `word` (itself excluded), closest first."""
+    """Dictionary terms within `typos` edits of `word` (itself excluded), closest first.
+
+    Edits are optimal string alignment: an insertion, a deletion, a substitution or a swap of two neighbours
+    each count one, as in Meilisearch (a plain Levenshtein distance would count a swap twice).
+    """
     if typos <= 0:
         return []
     found: list[tuple[int, str]] = []
@@ -22,7 +26,7 @@ def expansions(word: str, by_length: dict[int, list[str]], typos: int, *, limit:
         choices = by_length.get(length)
         if not choices:
             continue
-        for term, distance, _ in process.extract(word, choices, scorer=Levenshtein.distance, score_cutoff=typos,
+        for term, distance, _ in process.extract(word, choices, scorer=OSA.distance, score_cutoff=typos,
                                                  limit=limit):
             if term != word:
                 found.append((distance, term))

@@ -36,10 +36,12 @@ def library(conn, db_url):
         "stranger": copy(conn, books["dune"], c, grade=10),
         "lost": copy(conn, books["orchard"], b, status="lost"),
     }
-    backend = PostgresSearch(connector(db_url))
+    connect = connector(db_url)
+    backend = PostgresSearch(connect)
     backend.reindex()
-    return {"conn": conn, "backend": backend, "users": {"alice": a, "bob": b, "carol": c}, "copies": copies,
-            "books": books}
+    yield {"conn": conn, "backend": backend, "users": {"alice": a, "bob": b, "carol": c}, "copies": copies,
+           "books": books, "connect": connect}
+    connect.pool.close()
 
 
 def _search(lib, who="alice", **kw):

@@ -24,8 +24,9 @@ def world(conn, db_url):
     the_copy = copy(conn, dune, alice, grade=8)
     connect = connector(db_url)
     backend = PostgresSearch(connect)
-    return {"conn": conn, "connect": connect, "backend": backend, "alice": alice, "bob": bob, "book": dune,
-            "copy": the_copy}
+    yield {"conn": conn, "connect": connect, "backend": backend, "alice": alice, "bob": bob, "book": dune,
+           "copy": the_copy}
+    connect.pool.close()
 
 
 def _round(w):
