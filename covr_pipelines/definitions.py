@@ -11,6 +11,8 @@ from covr_pipelines.defs.ingestion.sensors import build_reconcile_sensor, build_
 from covr_pipelines.defs.vectors.assets import cover_vectors
 from covr_pipelines.defs.ledger import assets as ledger_assets, schedules as ledger_schedules
 from covr_pipelines.defs.ledger.resources import build_ledger_resources
+from covr_pipelines.defs.search import assets as search_assets, schedules as search_schedules
+from covr_pipelines.defs.search.resources import build_search_resources
 from covr_pipelines.resources import build_resources
 
 INGEST_JOB = "ingest_job"
@@ -24,16 +26,20 @@ ingest_job = dg.define_asset_job(
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[uploaded_images, book_identifications, dedup_decisions, cover_vectors, ledger_assets.ledger_checkpoint],
-        asset_checks=[every_object_recorded, every_accepted_image_decided, ledger_assets.ledger_chains_verify],
-        jobs=[ingest_job, ledger_schedules.ledger_verification_job, ledger_schedules.ledger_checkpoint_job],
-        schedules=[ledger_schedules.ledger_verification_schedule, ledger_schedules.ledger_checkpoint_schedule],
+        assets=[uploaded_images, book_identifications, dedup_decisions, cover_vectors, ledger_assets.ledger_checkpoint,
+                search_assets.copy_search_index, search_assets.cover_vector_index],
+        asset_checks=[every_object_recorded, every_accepted_image_decided, ledger_assets.ledger_chains_verify,
+                      search_assets.documents_match_copies, search_assets.sample_matches_model],
+        jobs=[ingest_job, ledger_schedules.ledger_verification_job, ledger_schedules.ledger_checkpoint_job,
+              search_schedules.search_reindex_job],
+        schedules=[ledger_schedules.ledger_verification_schedule, ledger_schedules.ledger_checkpoint_schedule,
+                   search_schedules.search_reindex_schedule],
         sensors=[
             build_upload_sensor(ingest_job, batch_size=settings.ingest_batch_size),
             build_reconcile_sensor(ingest_job, batch_size=settings.ingest_batch_size),
             build_retry_sensor(ingest_job, batch_size=settings.ingest_batch_size),
         ],
-        resources=build_resources(settings) | build_ledger_resources(settings),
+        resources=build_resources(settings) | build_ledger_resources(settings) | build_search_resources(settings),
     )
 
 

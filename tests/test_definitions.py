@@ -12,15 +12,17 @@ from covr_pipelines.definitions import INGEST_JOB, build_definitions
 
 ASSETS = {"uploaded_images", "book_identifications", "dedup_decisions", "cover_vectors"}
 LEDGER_ASSETS = {"ledger_checkpoint"}
+SEARCH_ASSETS = {"copy_search_index", "cover_vector_index"}
 CHECKS = {("uploaded_images", "every_object_recorded"), ("dedup_decisions", "every_accepted_image_decided"),
-          ("ledger_checkpoint", "ledger_chains_verify")}
-SCHEDULES = {"ledger_verification_schedule", "ledger_checkpoint_schedule"}
+          ("ledger_checkpoint", "ledger_chains_verify"), ("copy_search_index", "documents_match_copies"),
+          ("copy_search_index", "sample_matches_model")}
+SCHEDULES = {"ledger_verification_schedule", "ledger_checkpoint_schedule", "search_reindex_schedule"}
 SENSORS = {"new_uploads_sensor", "upload_reconcile_sensor", "failed_images_retry_sensor"}
 
 
 def _assert_complete(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
-    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS | LEDGER_ASSETS
+    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS | LEDGER_ASSETS | SEARCH_ASSETS
     assert {s.name for s in repo.schedule_defs} == SCHEDULES
     assert {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys} == CHECKS
     assert {s.name for s in repo.sensor_defs} == SENSORS
