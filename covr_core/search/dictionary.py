@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import defaultdict
 
@@ -43,6 +44,7 @@ class TermDictionary:
         self._generation: int | None = None
         self._seq = 0
         self._terms: set[str] = set()
+        self._sorted: list[str] = []
         self._by_length: dict[int, list[str]] = defaultdict(list)
 
     def refresh(self, conn: psycopg.Connection) -> None:
@@ -54,14 +56,21 @@ class TermDictionary:
             return
         with self._lock:
             if generation != self._generation:
-                self._terms, self._by_length, self._seq = set(), defaultdict(list), 0
+                self._terms, self._sorted, self._by_length, self._seq = set(), [], defaultdict(list), 0
             rows = conn.execute("select term, seq from search.term where seq > %s order by seq", (self._seq,))
+            added = []
             for r in rows:
                 term, term_seq = (r["term"], r["seq"]) if isinstance(r, dict) else r
                 if term not in self._terms:
                     self._terms.add(term)
                     self._by_length[len(term)].append(term)
+                    added.append(term)
                 self._seq = max(self._seq, term_seq)
+            if len(added) > 100 or not self._sorted:
+                self._sorted = sorted(self._terms)
+            else:
+                for term in added:
+                    bisect.insort(self._sorted, term)
             self._generation = generation
 
     def __contains__(self, term: str) -> bool:
@@ -72,3 +81,12 @@ class TermDictionary:
 
     def expand(self, word: str, typos: int) -> list[str]:
         return expansions(word, self._by_length, typos)
+
+    def has_prefix(self, prefix: str) -> bool:
+        i = bisect.bisect_left(self._sorted, prefix)
+        return i < len(self._sorted) and self._sorted[i].startswith(prefix)
+
+    def knows(self, word: str, typos: int, *, prefix: bool = False) -> bool:
+        """Whether any indexed term can match the word: itself, a neighbour within its typos, or (as a prefix) a
+        longer term. A query word that matches nothing is the first to drop when nothing has every word."""
+        return word in self._terms or (prefix and self.has_prefix(word)) or bool(self.expand(word, typos))

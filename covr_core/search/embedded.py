@@ -1,7 +1,9 @@
 """The embedded default: the copies index as a Postgres table with a weighted tsvector, in the same database.
 
 Ranking, best first: every query word matched without a typo; then the sort asked for; then a title equal to the
-query; then ts_rank over the weights title 1.0 > authors 0.4 > search_terms and tags 0.2 > notes 0.1; then newest.
+query; then ts_rank over the weights title 1.0 > authors 0.4 > tags 0.2 > notes 0.1; then the shorter title; then
+the newest. The title and authors are indexed folded, so they are the search_terms already (a search_terms match is
+a title or author match, ranked as such) and search_terms are not indexed twice.
 The last query word also matches as a prefix, and words of 5 letters or more match dictionary terms one edit away
 (two from 9 letters), as Meilisearch does.
 """
@@ -37,7 +39,7 @@ NEXT_TABLE, NEXT_TERMS = "search.copy_document_next", "search.term_next"
 # into the table being replaced (events committed meanwhile wait, then apply to the new one).
 SYNC_LOCK_KEY = 0x636F7672_73  # "covr" "s"
 
-# ts_rank's weights, in its order {D, C, B, A}: notes, search_terms and tags, authors, title.
+# ts_rank's weights, in its order {D, C, B, A}: notes, tags, authors, title.
 WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
 
 _DOC_COLUMNS = ", ".join(FIELDS) + ", title_key, tsv"
@@ -48,8 +50,7 @@ _DOC_SELECT = """
     search.fold_text(m.title) as title_key,
     setweight(to_tsvector('simple', search.fold_text(m.title)), 'A')
     || setweight(to_tsvector('simple', search.fold_text(array_to_string(m.authors, ' '))), 'B')
-    || setweight(to_tsvector('simple', array_to_string(m.search_terms, ' ') || ' '
-                                       || search.fold_text(array_to_string(m.tags, ' '))), 'C')
+    || setweight(to_tsvector('simple', search.fold_text(array_to_string(m.tags, ' '))), 'C')
     || setweight(to_tsvector('simple', coalesce(search.fold_text(m.notes), '')), 'D') as tsv
 """
 _UPDATE_SET = ", ".join(f"{c} = excluded.{c}" for c in (*FIELDS[1:], "title_key", "tsv")) + ", indexed_at = now()"
@@ -98,6 +99,7 @@ def _order(query: ParsedQuery, sort: tuple[Sort, ...], params: dict) -> str:
         params["qkey"] = query.key
         keys.append("(m.title_key = %(qkey)s) desc")
         keys.append(f"ts_rank('{WEIGHTS}', m.tsv, %(tsq)s::tsquery) desc")
+        keys.append("length(m.title_key)")  # among equals, the title with the least besides the words
     keys.extend(["m.created_at desc", "m.copy_id"])
     return ", ".join(keys)
 
@@ -133,8 +135,13 @@ class PostgresSearch(SearchBackend):
             if not query.is_placeholder:
                 self.dictionary.refresh(conn)
             row = self._run(conn, request, scope, query)
-            # Meilisearch's "last" matching strategy, where it matters most: nothing has every word, so the last
-            # words are dropped one by one until something matches.
+            # Nothing has every word: first drop the words no indexed term can match (a typo beyond its budget),
+            # then, as Meilisearch's "last" matching strategy does, the last words one by one.
+            if row["total"] == 0 and len(query.terms) > 1:
+                known = query.only(lambda t: t.quoted or self.dictionary.knows(t.words[0], t.typos, prefix=t.prefix))
+                if known.terms and len(known.terms) < len(query.terms):
+                    query = known
+                    row = self._run(conn, request, scope, query)
             while row["total"] == 0 and len(query.terms) > 1:
                 query = query.without_last()
                 row = self._run(conn, request, scope, query)
@@ -213,6 +220,8 @@ class PostgresSearch(SearchBackend):
             conn.execute("select pg_advisory_lock(%s)", (SYNC_LOCK_KEY,))
             try:
                 cur = conn.cursor(row_factory=dict_row)
+                # The GIN index builds in memory at once instead of in passes; for this session only.
+                cur.execute("set maintenance_work_mem = '256MB'")
                 generation = cur.execute("select generation from search.state").fetchone()["generation"] + 1
                 cur.execute(f"drop table if exists {NEXT_TABLE}, {NEXT_TERMS}")
                 cur.execute("select search.create_document_tables(%s, %s, %s)", (NEXT_TABLE, NEXT_TERMS, generation))

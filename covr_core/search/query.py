@@ -66,6 +66,9 @@ class ParsedQuery:
     def without_last(self) -> ParsedQuery:
         return ParsedQuery(self.text, self.terms[:-1])
 
+    def only(self, keep) -> ParsedQuery:
+        return ParsedQuery(self.text, tuple(t for t in self.terms if keep(t)))
+
 
 _QUOTED = re.compile(r'"([^"]*)"')
 

@@ -58,8 +58,7 @@ begin
             search_terms        text[] not null,
             -- The folded title: exact-title ranking and the title sort.
             title_key           text not null,
-            -- title A > authors B > search_terms and tags C > notes D (Postgres has four weights; search_terms are
-            -- the folded title and author words, so a match there is already a title or author match).
+            -- Folded title A > folded authors B (together, the search_terms) > tags C > notes D.
             tsv                 tsvector not null,
             indexed_at          timestamptz not null default now(),
             constraint doc_g%3$s_pkey primary key (copy_id)

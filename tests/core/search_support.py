@@ -112,9 +112,10 @@ def _edit(word: str, rnd) -> str:
     return word[:i] + (letter if letter != word[i] else "z" if word[i] != "z" else "y") + word[i + 1:]
 
 
-def typo_queries(books: list[dict], n: int = 200, seed: int = 11) -> list[tuple[str, int]]:
-    """`n` (query, index of the book meant): a title or an author one or two edits away, within Meilisearch's
-    typo budget (one edit in a word of 5 letters or more, two in one of 9 or more, or one in each of two words)."""
+def typo_queries(books: list[dict], n: int = 200, seed: int = 11) -> list[tuple[str, int, bool]]:
+    """`n` (query, index of the book meant, whether the query is its author): a title or an author one or two edits
+    away, within Meilisearch's typo budget (one edit in a typed word of 5 letters or more, two in one of 9 or more,
+    or one in each of two words)."""
     import random
 
     rnd = random.Random(seed)
@@ -132,13 +133,28 @@ def typo_queries(books: list[dict], n: int = 200, seed: int = 11) -> list[tuple[
         if edits == 2 and nine and rnd.random() < 0.5:
             i = rnd.choice(nine)
             words[i] = _edit(_edit(words[i], rnd), rnd)
+            edited = {i: 2}
         elif edits == 2 and len(long_enough) >= 2:
-            for i in rnd.sample(long_enough, 2):
+            edited = {i: 1 for i in rnd.sample(long_enough, 2)}
+            for i in edited:
                 words[i] = _edit(words[i], rnd)
         else:
             i = rnd.choice(long_enough)
             words[i] = _edit(words[i], rnd)
+            edited = {i: 1}
+        # The budget is the typed word's length, as in Meilisearch: "dream" cut to "deam" gets no typo.
+        if any(len(words[i]) < (9 if n == 2 else 5) for i, n in edited.items()):
+            continue
         query = " ".join(words).lower()
         if query != text.lower():
-            out.append((query, index))
+            out.append((query, index, text is not b["title"]))
     return out
+
+
+def typo_hit(books: list[dict], index: int, by_author: bool, hits: list[dict]) -> bool:
+    """The right result of a typo'd title is that book; of a typo'd author, any book of that author's (an author
+    with sixty books cannot have them all in a top ten)."""
+    if not by_author:
+        return books[index]["book_id"] in {h["book_id"] for h in hits}
+    author = books[index]["authors"][0]
+    return any(author in h["authors"] for h in hits)
