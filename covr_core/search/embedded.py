@@ -145,7 +145,7 @@ class PostgresSearch(SearchBackend):
             while row["total"] == 0 and len(query.terms) > 1:
                 query = query.without_last()
                 row = self._run(conn, request, scope, query)
-        return SearchResult(hits=list(row["hits"]), total=row["total"], facets=dict(row["facets"] or {}),
+        return SearchResult(hits=list(row["hits"]), total=min(row["total"], MAX_TOTAL_HITS), facets=dict(row["facets"] or {}),
                             took_ms=(time.perf_counter() - started) * 1000, backend=self.name)
 
     def _run(self, conn: psycopg.Connection, request: SearchRequest, scope: Scope, query: ParsedQuery) -> dict:
@@ -161,21 +161,34 @@ class PostgresSearch(SearchBackend):
             where.append(to_sql(request.filter, params, "d"))
         order = _order(query, request.sort, params)
         facets = ", ".join(f"'{name}', {_facet_sql(name)}" for name in request.facets)
-        # Browsing everything (no words) reads the newest rows straight off an index when nothing else needs the set;
-        # words or facets scan the matches once and read them thrice.
-        materialized = "not materialized" if query.is_placeholder and not request.facets else "materialized"
+        # The matches carry only what ranking, sorting and facets read; the page's documents are read whole at the
+        # end. Without facets the matches are not materialized: the page and the capped count each read them
+        # lazily (browsing with no words reads the newest rows straight off an index).
+        columns = ["copy_id", "created_at", "title_key", *(_SORT_COLUMN[s.field] for s in request.sort),
+                   *request.facets]
+        if not query.is_placeholder:
+            columns.append("tsv")
+        columns = list(dict.fromkeys(columns))
+        materialized = "materialized" if request.facets else "not materialized"
+        # Words: the matches are all ranked anyway, so they are counted in the same pass. No words: counting every
+        # copy would read the whole table for a page off an index, so the count stops at the cap instead (and
+        # so does it when the page is past the end).
+        total = "null::bigint" if query.is_placeholder else "count(*) over ()"
         # One statement: hits, total and facets all read one table (a swap between statements cannot split them).
         sql = f"""
             with matched as {materialized} (
-                select d.* from {TABLE} d where {' and '.join(where) or 'true'}
+                select {', '.join(f'd.{c}' for c in columns)} from {TABLE} d where {' and '.join(where) or 'true'}
             ),
             page as (
-                select q.*, row_number() over () as ord
-                from (select m.* from matched m order by {order} limit %(limit)s offset %(offset)s) q
+                select q.copy_id, q.total, row_number() over () as ord
+                from (select m.copy_id, {total} as total from matched m order by {order}
+                      limit %(limit)s offset %(offset)s) q
             )
             select
-                (select coalesce(json_agg({_HIT_JSON} order by p.ord), '[]'::json) from page p) as hits,
-                (select count(*) from (select 1 from matched limit {MAX_TOTAL_HITS}) c)::int as total,
+                (select coalesce(json_agg({_HIT_JSON} order by k.ord), '[]'::json)
+                 from page k join {TABLE} p on p.copy_id = k.copy_id) as hits,
+                coalesce((select max(total) from page),
+                         (select count(*) from (select 1 from matched limit {MAX_TOTAL_HITS}) c))::bigint as total,
                 {f"json_build_object({facets})" if facets else "'{}'::json"} as facets
         """
         return conn.cursor(row_factory=dict_row).execute(sql, params).fetchone()
