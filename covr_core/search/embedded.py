@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from covr_core.catalog.copies import visible_sql
+from covr_core.catalog.copies import visible_candidates_sql, visible_sql
 from covr_core.search.backend import (
     MAX_FACET_VALUES,
     MAX_TOTAL_HITS,
@@ -156,6 +156,7 @@ class PostgresSearch(SearchBackend):
             where.append("d.tsv @@ %(tsq)s::tsquery")
         if not scope.is_everything:
             params["viewer"] = scope.viewer_id
+            where.append(visible_candidates_sql("d", "%(viewer)s::uuid"))
             where.append(visible_sql("d", "%(viewer)s::uuid"))
         if request.filter is not None:
             where.append(to_sql(request.filter, params, "d"))
