@@ -93,9 +93,10 @@ def bench_reindex(pool, url: str) -> None:
     report = backend.reindex()
     print(f"  select    the model's rows ({size / 1e6:.0f} MB as COPY text) in {select_s:.2f} s")
     ratio = report.seconds / select_s
-    print(f"  reindex   {report.documents} documents in {report.seconds:.2f} s = {report.documents / report.seconds:,.0f}"
-          f" docs/s, {ratio:.1f}x the select   targets: <= {TARGETS['reindex_s']:.0f} s, <= "
-          f"{TARGETS['reindex_ratio']:.0f}x   {'met' if report.seconds <= TARGETS['reindex_s'] and ratio <= TARGETS['reindex_ratio'] else 'MISSED'}")
+    met = report.seconds <= TARGETS["reindex_s"] and ratio <= TARGETS["reindex_ratio"]
+    print(f"  reindex   {report.documents} documents in {report.seconds:.2f} s = "
+          f"{report.documents / report.seconds:,.0f} docs/s, {ratio:.1f}x the select   targets: <= "
+          f"{TARGETS['reindex_s']:.0f} s, <= {TARGETS['reindex_ratio']:.0f}x   {'met' if met else 'MISSED'}")
     second = backend.reindex()
     print(f"  reindex   again (swap over a live index): {second.seconds:.2f} s")
 

@@ -22,7 +22,8 @@ SENSORS = {"new_uploads_sensor", "upload_reconcile_sensor", "failed_images_retry
 
 def _assert_complete(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
-    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS | LEDGER_ASSETS | SEARCH_ASSETS
+    keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
+    assert keys == ASSETS | LEDGER_ASSETS | SEARCH_ASSETS
     assert {s.name for s in repo.schedule_defs} == SCHEDULES
     assert {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys} == CHECKS
     assert {s.name for s in repo.sensor_defs} == SENSORS

@@ -1,4 +1,4 @@
-"""Which backend a deployment searches: Meilisearch when MEILI_URL is set, else Postgres full-text in the same database."""
+"""Which backend a deployment searches: Meilisearch when MEILI_URL is set, else Postgres full-text in one database."""
 
 from __future__ import annotations
 

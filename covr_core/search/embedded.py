@@ -145,8 +145,9 @@ class PostgresSearch(SearchBackend):
             while row["total"] == 0 and len(query.terms) > 1:
                 query = query.without_last()
                 row = self._run(conn, request, scope, query)
-        return SearchResult(hits=list(row["hits"]), total=min(row["total"], MAX_TOTAL_HITS), facets=dict(row["facets"] or {}),
-                            took_ms=(time.perf_counter() - started) * 1000, backend=self.name)
+        return SearchResult(hits=list(row["hits"]), total=min(row["total"], MAX_TOTAL_HITS),
+                            facets=dict(row["facets"] or {}), took_ms=(time.perf_counter() - started) * 1000,
+                            backend=self.name)
 
     def _run(self, conn: psycopg.Connection, request: SearchRequest, scope: Scope, query: ParsedQuery) -> dict:
         params: dict[str, Any] = {"limit": request.limit, "offset": request.offset}

@@ -121,7 +121,8 @@ class MeiliSearch(SearchBackend):
         try:
             response = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            raise MeiliError(f"Meilisearch at {self.url} unreachable while {what}: {type(exc).__name__}: {exc}") from exc
+            raise MeiliError(
+                f"Meilisearch at {self.url} unreachable while {what}: {type(exc).__name__}: {exc}") from exc
         if response.status_code not in ok:
             raise MeiliError(f"Meilisearch refused {method} {path} while {what}: HTTP {response.status_code} "
                              f"{_reason(response)}")

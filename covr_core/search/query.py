@@ -139,7 +139,12 @@ class Not:
 
 Filter = Union[Compare, In, Range, And, Or, Not]
 
-_TOKEN = re.compile(r"""\s*(?:(?P<op>!=|>=|<=|=|>|<)|(?P<punct>[()\[\],])|"(?P<dq>(?:[^"\\]|\\.)*)"|'(?P<sq>(?:[^'\\]|\\.)*)'|(?P<word>[^\s()\[\],=!<>"']+))""")
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<op>!=|>=|<=|=|>|<)
+  | (?P<punct>[()\[\],])
+  | "(?P<dq>(?:[^"\\]|\\.)*)"
+  | '(?P<sq>(?:[^'\\]|\\.)*)'
+  | (?P<word>[^\s()\[\],=!<>"']+))""", re.VERBOSE)
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "TO"}
 
 

@@ -48,7 +48,8 @@ def payload_updater(settings: Settings) -> Callable[[psycopg.Connection, Sequenc
 
 
 def rebuild_vectors(settings: Settings, connect: Connect) -> rebuild.RebuildReport:
-    """pgvector: a new table swapped in. Qdrant: a new collection behind the alias (pgvector's payloads refreshed too)."""
+    """pgvector: a new table swapped in. Qdrant: a new collection behind the alias (pgvector's payloads refreshed
+    too)."""
     with connect() as conn:
         report = rebuild.rebuild_pgvector(conn)
     if settings.qdrant_url:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import psycopg
 from psycopg.rows import dict_row
 
 

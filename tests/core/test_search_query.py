@@ -76,8 +76,10 @@ def test_the_filter_language():
 @pytest.mark.parametrize("expr, words", [
     ("notes = x", "not filterable"), ("status", "ends after"), ("status = ", "ends too early"),
     ("status > x", "only numbers"), ("published_year = soon", "numbers"), ("owner_id = me", "uuid"),
-    ("status = a AND", "ends too early"), ("(status = a", "ends too early"), ("(status = a))", "unexpected"), ("status = a b", "unexpected 'b'"),
-    ("status NOT = a", "expected IN"), ("condition_grade 1 2", "expected 'TO'"), ("status = a ~", "unexpected '~'"), ("status = 'a", "cannot read"),
+    ("status = a AND", "ends too early"), ("(status = a", "ends too early"), ("(status = a))", "unexpected"),
+    ("status = a b", "unexpected 'b'"),
+    ("status NOT = a", "expected IN"), ("condition_grade 1 2", "expected 'TO'"), ("status = a ~", "unexpected '~'"),
+    ("status = 'a", "cannot read"),
     ("(" * 25 + "status = a" + ")" * 25, "20 deep"),
 ])
 def test_bad_filters_say_where(expr, words):
