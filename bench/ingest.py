@@ -26,7 +26,7 @@ from PIL import Image, ImageOps  # noqa: E402
 from covr_core.identification.barcode import read_isbn_barcode  # noqa: E402
 from covr_core.media.imaging import inspect_image, load_for_recognition  # noqa: E402
 from covr_core.identification.ocr import make_ocr_engine, ocr_for_identification  # noqa: E402
-from covr_pipelines.samples import SAMPLE_BOOKS, cover_photo_jpeg, render_cover  # noqa: E402
+from covr_pipelines.sample_photos import SAMPLE_BOOKS, cover_photo_jpeg, render_cover  # noqa: E402
 
 
 def timed(fn, items, repeat: int = 1) -> list[float]:

@@ -8,7 +8,8 @@ with COPY (real canonical bytes and hashes, chained, the same bytes the append p
 - baseline: the raw read of the same rows and columns verification reads (`copy (select ...) to stdout`);
 - verify: covr_core.ledger.verify.verify, what `covr ledger verify` runs, in entries/s and as a ratio to
   the baseline (target: within 2x, and >= 100k entries/s);
-- checkpoint: checkpoint.create over every copy's head (target: <= 5 s for 100k copies);
+- checkpoint: checkpoint.create over every copy's head (target: <= 5 s for 100k copies), the first one and,
+  after the appends, the next (which compares with the previous leaves and stores only the moved heads);
 - appends: chain.append at 1 and 16 concurrent writers over random copies, then a fork and gap count
   (target: zero) and a full verification.
 Figures on a shared 2-core box are noisy.
@@ -168,6 +169,10 @@ def main() -> int:
                 report = verify.verify(conn, trusted_keys={cp.key_id: key.public_key()})
                 print(f"after the appends: {forks} forks, {gaps} gaps, verification "
                       f"{'ok' if report.ok else report.first} (target: zero forks)")
+                started = time.perf_counter()
+                cp = checkpoint.create(conn, key)
+                print(f"next checkpoint:   {time.perf_counter() - started:.2f} s for {cp.tree_size:,} copies "
+                      "(reads the previous leaves, writes only the moved heads)")
         finally:
             server.cleanup()
     return 0

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
 from covr_core.media.imaging import hamming, inspect_image  # noqa: E402
-from covr_pipelines.samples import SAMPLE_BOOKS, jpeg_bytes, photograph, render_cover  # noqa: E402
+from covr_pipelines.sample_photos import SAMPLE_BOOKS, jpeg_bytes, photograph, render_cover  # noqa: E402
 
 T_COPY = 6
 TABLES = [(150, 110, 75), (90, 90, 100), (60, 120, 70), (200, 200, 205)]

@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from covr_core.platform.db import Database, DatabaseUnavailable, describe_target, stop_embedded
@@ -104,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     api.set_defaults(handler=cmd_api)
 
+    models = sub.add_parser("models", help="model weights").add_subparsers(required=True, metavar="ACTION")
+    fetch = models.add_parser("fetch", help="download model weights into COVR_HOME/models and make them the default")
+    fetch.add_argument("which", choices=["clip"])
+    fetch.add_argument("--pretrained", help="open_clip pretrained tag (default: laion2b_s34b_b79k for ViT-B-32)")
+    fetch.add_argument("--file", type=Path, help="use this already-downloaded weights file instead of downloading")
+    fetch.set_defaults(handler=cmd_models_fetch)
+
     users = sub.add_parser("users", help="member accounts").add_subparsers(required=True, metavar="ACTION")
     claim = users.add_parser("claim-code", help="a one-time code with which a member ingest created sets a password")
     claim.add_argument("handle")
@@ -133,9 +141,37 @@ def _parser() -> argparse.ArgumentParser:
 def _open(settings: Settings, *, migrate_first: bool = True) -> Database:
     db = Database.from_settings(settings)
     if migrate_first:
-        with db.connection() as conn:
-            migrate(conn)
+        try:
+            with db.connection() as conn:
+                migrate(conn)
+        except BaseException:
+            # The caller's `finally: db.close()` has not started yet: without this, a refused migration (or
+            # Ctrl-C during one) keeps this process's handle, and the embedded server, until the process exits.
+            db.close()
+            raise
     return db
+
+
+def cmd_models_fetch(args, settings: Settings) -> int:
+    """`covr models fetch clip`: open_clip weights into COVR_HOME/models, the default CLIP weights from then on."""
+    from covr_core.identification.models import ClipFetchFailed, fetch_clip, record_clip
+
+    try:
+        if args.file is not None:
+            path = record_clip(settings.home, settings.clip_model, args.file)
+        else:
+            try:
+                import open_clip  # noqa: F401
+            except ImportError:
+                print("covr: the CLIP extra is not installed: pip install -e '.[clip]' (or: make run CLIP=1)",
+                      file=sys.stderr)
+                return 2
+            path = fetch_clip(settings.home, settings.clip_model, args.pretrained)
+    except ClipFetchFailed as exc:
+        print(f"covr: {exc}", file=sys.stderr)
+        return 1
+    print(f"CLIP {settings.clip_model} weights: {path} (the default from now on; COVR_CLIP_WEIGHTS overrides it)")
+    return 0
 
 
 def cmd_api(args, settings: Settings) -> int:
@@ -222,7 +258,7 @@ def cmd_db_stop(args, settings: Settings) -> int:
 
 
 def cmd_catalog_import(args, settings: Settings) -> int:
-    """Every non-blank row is counted once: inserted, updated, skipped or refused (refusals on stderr by line)."""
+    """Every non-blank row is counted once: inserted, updated, unchanged, skipped or refused (refusals on stderr)."""
     import psycopg
 
     from covr_core.catalog.books import CatalogFile, import_books
@@ -249,7 +285,7 @@ def cmd_catalog_import(args, settings: Settings) -> int:
         db.close()
     encoding = catalog.encoding + (f", {catalog.encoding_note}" if catalog.encoding_note else "")
     print(f"{args.file}: {report.rows} rows: {report.inserted} inserted, {report.updated} updated, "
-          f"{report.skipped} skipped, {report.refused} refused (encoding {encoding})")
+          f"{report.unchanged} unchanged, {report.skipped} skipped, {report.refused} refused (encoding {encoding})")
     for error in sorted(report.errors, key=lambda e: e.line):
         print(f"  {error}", file=sys.stderr)
     return 0
@@ -274,8 +310,6 @@ def _upload_ext(path: Path, head: bytes) -> str:
 
 def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
     """Run the same Dagster job the sensor triggers, in this process, one run per batch."""
-    import dagster as dg
-
     from covr_pipelines.definitions import INGEST_JOB, build_definitions
     from covr_pipelines.defs.ingestion.sensors import ingest_run_request
 
@@ -286,10 +320,61 @@ def _execute(settings: Settings, db: Database, object_keys: list[str]) -> None:
         for start in range(0, len(object_keys), size):
             request = ingest_run_request(object_keys[start : start + size])
             run_config = {**request.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-            result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
+            with _signals_kept_from_dagster():
+                result = job.execute_in_process(run_config=run_config, instance=instance, tags=request.tags)
             if not result.success:
                 raise UsageError(f"ingest run {result.run_id} failed; see the Dagster logs above "
                                  f"or run {result.run_id} in the Dagster UI (`make dagster`)")
+
+
+@contextmanager
+def _signals_kept_from_dagster():
+    """Around one in-process Dagster run: SIGINT and SIGTERM end the command as they do any other.
+
+    During a run Dagster handles both signals alike, raising DagsterExecutionInterruptedError (after it has marked
+    the run), and afterwards it leaves SIGTERM on the SIGINT handler. That would end `covr ingest` with a traceback,
+    or with 130 for a SIGTERM. Python writes each caught signal's number to the wakeup fd whichever handler runs,
+    so the signal that interrupted the run is known: it becomes Terminated or KeyboardInterrupt, which `main` turns
+    into a one-line message and 143 or 130, and this command's own handlers are put back.
+    """
+    from dagster import DagsterExecutionInterruptedError
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Dagster leaves signals alone off the main thread, and so does this
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def received() -> bytes:
+        try:
+            return os.read(read_fd, 1024)
+        except BlockingIOError:
+            return b""
+
+    try:
+        yield
+        signals = received()  # a signal Dagster captured between steps, when the run then ended anyway
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt) as exc:
+        if isinstance(exc, Terminated):
+            raise
+        signals = received()
+        if signal.SIGTERM not in signals:
+            raise KeyboardInterrupt() from None
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        os.close(read_fd)
+        os.close(write_fd)
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+    if signal.SIGTERM in signals:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as _raise_terminated: a second one must not cut the release
+        raise Terminated()
+    if signal.SIGINT in signals:
+        raise KeyboardInterrupt()
 
 
 def _dagster_instance(home: Path):
@@ -406,7 +491,7 @@ def cmd_run(args, settings: Settings) -> int:
 
 def cmd_demo(args, settings: Settings) -> int:
     """The main job on generated data: a catalog, members' photos (good, bad, forwarded), and what Covr made of them."""
-    from covr_pipelines.samples import write_demo_files
+    from covr_pipelines.sample_photos import write_demo_files
 
     demo_dir = settings.home / "demo"
     print(f"generating a sample catalog and photos in {demo_dir} ...", flush=True)
@@ -563,9 +648,6 @@ def cmd_notifications_retry(args, settings: Settings) -> int:
         return 2
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # covr ledger ---------------------------------------------------------------------------------------------------
@@ -772,3 +854,7 @@ def cmd_reindex(args, settings: Settings) -> int:
     finally:
         db.close()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -113,9 +113,9 @@ class S3ObjectStoreResource(ObjectStoreResource):
 
 
 class OcrResource(dg.ConfigurableResource):
-    """Tesseract OCR: tesserocr in-process by default, pytesseract as the fallback engine."""
+    """Scene-text OCR: PP-OCR (rapidocr) by default; tesserocr in-process or pytesseract on request."""
 
-    engine: str = "tesserocr"
+    engine: str = "rapidocr"
     tessdata: str | None = None
 
     _local = PrivateAttr(default_factory=threading.local)
@@ -225,6 +225,16 @@ class IngestPolicyResource(dg.ConfigurableResource):
     workers: int = 2
 
 
+def _clip_weights(settings: Settings) -> str | None:
+    """COVR_CLIP_WEIGHTS, else the weights `covr models fetch clip` recorded for this model, else none."""
+    if settings.clip_weights:
+        return str(settings.clip_weights)
+    from covr_core.identification.models import fetched_clip
+
+    fetched = fetched_clip(settings.home)
+    return str(fetched[1]) if fetched and fetched[0] == settings.clip_model else None
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Translate the one Settings object into resources: only the adapters differ between deployments."""
     # Secrets (and DATABASE_URL, which may hold a password) go in as dg.EnvVar where the environment
@@ -256,7 +266,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "metadata_provider": MetadataProviderResource(openlibrary_url=settings.openlibrary_url),
         "embedder": EmbedderResource(
             model=settings.clip_model,
-            weights=str(settings.clip_weights) if settings.clip_weights else None,
+            weights=_clip_weights(settings),
             allow_random=settings.clip_allow_random,
             quantize=settings.clip_quantize,
         ),

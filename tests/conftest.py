@@ -6,28 +6,22 @@ isolated even when the code under test commits (Dagster runs, the CLI, the API).
 
 from __future__ import annotations
 
-import itertools
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
+from moto.server import ThreadedMotoServer
 from psycopg.rows import dict_row
 
 from covr_core.platform import migrations
 from covr_core.platform.db import start_embedded
 from covr_core.platform.settings import Settings
+from tests.databases import scratch_database, with_database
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 TEMPLATE = "covr_template"
-_counter = itertools.count()
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture(scope="session")
@@ -49,22 +43,9 @@ def template_db(admin_url) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"drop database if exists {TEMPLATE}")
         conn.execute(f"create database {TEMPLATE}")
-    with psycopg.connect(_with_database(admin_url, TEMPLATE)) as conn:
+    with psycopg.connect(with_database(admin_url, TEMPLATE)) as conn:
         migrations.migrate(conn)
     return TEMPLATE
-
-
-@contextmanager
-def scratch_database(admin_url: str, prefix: str, template: str | None = None):
-    """A database of its own for a test or a module, dropped afterwards; yields its URL."""
-    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name}" + (f" template {template}" if template else ""))
-    try:
-        yield _with_database(admin_url, name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {name} with (force)")
 
 
 @pytest.fixture
@@ -140,3 +121,31 @@ def smtp_server():
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A real S3 API (moto's server) on loopback. Port 0: the OS picks a free port and the server reports it,
+    so there is no probe-then-bind race."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def covr(db_url, tmp_path, monkeypatch, capsys):
+    """Run `covr ...` in-process on the test's database; returns (exit code, stdout, stderr), never a traceback."""
+    from covr_pipelines.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("COVR_HOME", str(tmp_path / "home"))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out, err
+
+    return run

@@ -13,27 +13,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from covr_pipelines.cli import main
 
 SUMMARY = re.compile(
     r"^(?P<file>.+): (?P<rows>\d+) rows: (?P<inserted>\d+) inserted, (?P<updated>\d+) updated, "
-    r"(?P<skipped>\d+) skipped, (?P<refused>\d+) refused \(encoding (?P<encoding>.+)\)$"
+    r"(?P<unchanged>\d+) unchanged, (?P<skipped>\d+) skipped, (?P<refused>\d+) refused \(encoding (?P<encoding>.+)\)$"
 )
-
-
-@pytest.fixture
-def covr(db_url, tmp_path, monkeypatch, capsys):
-    """Run `covr ...` in-process on the test's database; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("COVR_HOME", str(tmp_path / "home"))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
-
-    return run
 
 
 def _books(db_url) -> dict[str | None, list[str]]:
@@ -51,7 +35,8 @@ def _summary(out: str) -> dict[str, str]:
     match = SUMMARY.match(lines[0])
     assert match, lines[0]
     counts = match.groupdict()
-    assert int(counts["rows"]) == sum(int(counts[k]) for k in ("inserted", "updated", "skipped", "refused"))
+    assert int(counts["rows"]) == sum(
+        int(counts[k]) for k in ("inserted", "updated", "unchanged", "skipped", "refused"))
     return counts
 
 
@@ -75,8 +60,8 @@ def test_a_mixed_csv_imports_every_good_row_and_refuses_each_bad_one_by_line(cov
 
     assert code == 0
     counts = _summary(out)
-    assert (counts["rows"], counts["inserted"], counts["updated"], counts["skipped"], counts["refused"]) == (
-        "8", "3", "0", "1", "4")  # fmt: skip
+    assert (counts["rows"], counts["inserted"], counts["updated"], counts["unchanged"], counts["skipped"],
+            counts["refused"]) == ("8", "3", "0", "0", "1", "4")  # fmt: skip
     assert counts["encoding"] == "utf-8"
     assert err.splitlines() == [
         "  line 3: title is 1048576 characters, over the 500 limit",
@@ -90,10 +75,19 @@ def test_a_mixed_csv_imports_every_good_row_and_refuses_each_bad_one_by_line(cov
         None: ["The Left Hand of Darkness"],
     }
 
-    # The same file again: ISBN rows update, the ISBN-less book is already there, the same rows are refused.
+    # The same file again: the ISBN rows change nothing, the ISBN-less book is already there, the same rows are
+    # refused.
     code, out, err = covr("catalog", "import", str(path))
     counts = _summary(out)
-    assert (counts["inserted"], counts["updated"], counts["skipped"], counts["refused"]) == ("0", "2", "2", "4")
+    assert (counts["inserted"], counts["updated"], counts["unchanged"], counts["skipped"], counts["refused"]) == (
+        "0", "0", "2", "2", "4")  # fmt: skip
+
+    # One row edited: that row is updated, the other ISBN row is still unchanged.
+    path.write_text("\n".join(rows).replace("Harry Potter,J.K. Rowling,1998", "Harry Potter,J.K. Rowling,1997")
+                    + "\n", encoding="utf-8")
+    counts = _summary(covr("catalog", "import", str(path))[1])
+    assert (counts["inserted"], counts["updated"], counts["unchanged"], counts["skipped"], counts["refused"]) == (
+        "0", "1", "1", "2", "4")  # fmt: skip
     assert len(err.splitlines()) == 4
     assert len(_books(db_url)) == 3
 
@@ -145,7 +139,7 @@ def test_an_empty_file_is_zero_rows(covr, db_url, tmp_path):
     path.write_bytes(b"")
     code, out, err = covr("catalog", "import", str(path))
     assert (code, err) == (0, "")
-    assert out == f"{path}: 0 rows: 0 inserted, 0 updated, 0 skipped, 0 refused (encoding utf-8)\n"
+    assert out == f"{path}: 0 rows: 0 inserted, 0 updated, 0 unchanged, 0 skipped, 0 refused (encoding utf-8)\n"
 
 
 @pytest.mark.parametrize(
@@ -194,5 +188,6 @@ def test_cmd_demo_calls_the_handler_without_an_encoding(settings, db_url, tmp_pa
     path = tmp_path / "catalog.jsonl"
     path.write_text('{"isbn13": "9780306406157", "title": "Signal Processing"}\n', encoding="utf-8")
     assert cmd_catalog_import(argparse.Namespace(file=path), settings) == 0
-    assert capsys.readouterr().out.endswith(": 1 rows: 1 inserted, 0 updated, 0 skipped, 0 refused (encoding utf-8)\n")
+    assert capsys.readouterr().out.endswith(
+        ": 1 rows: 1 inserted, 0 updated, 0 unchanged, 0 skipped, 0 refused (encoding utf-8)\n")
     assert _books(db_url) == {"9780306406157": ["Signal Processing"]}

@@ -7,7 +7,7 @@ import pytest
 
 from covr_core.platform.settings import Settings
 from covr_pipelines.cli import main
-from covr_pipelines.samples import jpeg_bytes, render_cover, valid_isbn13
+from covr_pipelines.sample_photos import jpeg_bytes, render_cover, valid_isbn13
 
 
 @pytest.fixture

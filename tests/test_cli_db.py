@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
-from covr_core.platform.migrations import migration_files
+import pytest
+
+from covr_core.platform.db import Database, embedded_server_pid, stop_embedded
+from covr_core.platform.migrations import migrate, migration_files
+from covr_core.platform.settings import Settings
 from covr_pipelines.cli import main
 
 
@@ -75,3 +80,33 @@ def test_concurrent_covr_processes_share_one_embedded_server(tmp_path):
     status = subprocess.run([sys.executable, "-m", "covr_pipelines.cli", "db", "status"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stderr
+
+
+@pytest.fixture(scope="module")
+def edited_home(tmp_path_factory):
+    """A COVR_HOME whose first migration was edited after it was applied: every migrating command refuses it."""
+    home = tmp_path_factory.mktemp("edited-home")
+    with Database.from_settings(Settings(home=home, database_url=None)) as db, db.connection() as conn:
+        migrate(conn)
+        conn.execute("update public.schema_migrations set checksum = 'edited' where filename = %s",
+                     (migration_files()[0].name,))
+    yield home
+    stop_embedded(home / "pg")
+
+
+@pytest.mark.parametrize("command", [["run"], ["ingest", "--retry-failed"], ["catalog", "import", "CATALOG"]],
+                         ids=["run", "ingest", "catalog-import"])
+def test_a_command_whose_migration_fails_releases_the_embedded_server(edited_home, command, tmp_path,
+                                                                      monkeypatch, capsys):
+    """In-process, as `covr demo` runs its steps: the refused command must not keep the server up until exit."""
+    catalog = tmp_path / "books.jsonl"
+    catalog.write_text('{"isbn13": "9780306406157", "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}\n')
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("COVR_HOME", str(edited_home))
+
+    assert main([str(catalog) if arg == "CATALOG" else arg for arg in command]) == 2
+
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("covr: migration ") and "was edited after it was applied" in line
+    assert embedded_server_pid(edited_home / "pg") is None, "the failed command left the embedded server running"
+    assert json.loads((edited_home / "pg" / ".handle_pids.json").read_text()) == []

@@ -8,14 +8,17 @@ from io import BytesIO
 import pytest
 from PIL import Image
 
+from covr_core.dedup.rules import Thresholds
+from covr_core.media.imaging import hamming
 from covr_pipelines.cli import JSON_KEYS, main
-from covr_pipelines.samples import jpeg_bytes, photograph, render_cover, valid_isbn13
+from covr_pipelines.sample_photos import jpeg_bytes, photograph, render_cover, valid_isbn13
 
 EDITION_1 = {"isbn13": valid_isbn13(201), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}
 EDITION_2 = {"isbn13": valid_isbn13(202), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"]}
 ORCHARD = {"isbn13": valid_isbn13(203), "title": "The Quiet Orchard", "authors": ["Maria Lindqvist"]}
 UNKNOWN = {"isbn13": valid_isbn13(204), "title": "Lanterns Over Harbour", "authors": ["Nadia Haddad"]}
 BIG = (2400, 1800)
+PHASH_COPY_DISTANCE = Thresholds().phash_copy_distance
 
 
 @pytest.fixture
@@ -40,6 +43,16 @@ def _photo(tmp_path, name, book, *, seed, background=(150, 110, 75), angle=3.0, 
     path = tmp_path / f"{name}.jpg"
     path.write_bytes(jpeg_bytes(photograph(cover, size=BIG, seed=seed, background=background, angle=angle)))
     return path
+
+
+def _reencoded(source, target):
+    """source as a messaging app forwards it: downscaled to 1200x900 and re-encoded at quality 70."""
+    with Image.open(source) as original:
+        small = original.resize((1200, 900))
+    buf = BytesIO()
+    small.save(buf, "JPEG", quality=70)
+    target.write_bytes(buf.getvalue())
+    return target
 
 
 def test_json_lines_have_exactly_the_contract_keys_in_input_order(covr, tmp_path):
@@ -68,9 +81,18 @@ def test_each_dedup_rule_from_real_photos(covr, tmp_path, conn):
     again = covr("alice", tmp_path / "alice1.jpg")[0]
     assert (again["decision"], again["match_reason"]) == ("ignore", "exact_hash")
 
-    # Rule 4 (or 2, when the framing happens to agree): a new photo of alice's own copy.
+    # Rule 4: a new photo of alice's own copy, framed differently: its pHash is far from the first photo's, so
+    # only the barcode ties it to her copy.
     retake = covr("alice", _photo(tmp_path, "alice2", ORCHARD, seed=2, background=(90, 90, 100), angle=-4))[0]
-    assert retake["decision"] == "existing_copy" and retake["copy_id"] == alices_copy
+    assert (retake["decision"], retake["match_reason"], retake["source"], retake["copy_id"]) == (
+        "existing_copy", "none", "isbn", alices_copy)
+    assert hamming(retake["phash"], first["phash"]) > PHASH_COPY_DISTANCE
+
+    # Rule 2: alice's first photo again, downscaled and re-encoded: the same photo of her own copy.
+    reencoded = covr("alice", _reencoded(tmp_path / "alice1.jpg", tmp_path / "alice1-small.jpg"))[0]
+    assert (reencoded["decision"], reencoded["match_reason"], reencoded["copy_id"]) == (
+        "existing_copy", "phash_match", alices_copy)
+    assert hamming(reencoded["phash"], first["phash"]) <= PHASH_COPY_DISTANCE
 
     # Rule 6 for another member's own copy of the same edition.
     bobs = covr("bob", _photo(tmp_path, "bob1", ORCHARD, seed=3, background=(60, 120, 70), angle=6))[0]
@@ -78,13 +100,7 @@ def test_each_dedup_rule_from_real_photos(covr, tmp_path, conn):
     assert bobs["book_id"] == first["book_id"]
 
     # Rule 3: bob's photo, forwarded to carol: downscaled and re-encoded.
-    forwarded = tmp_path / "forwarded.jpg"
-    with Image.open(tmp_path / "bob1.jpg") as original:
-        small = original.resize((1200, 900))
-    buf = BytesIO()
-    small.save(buf, "JPEG", quality=70)
-    forwarded.write_bytes(buf.getvalue())
-    suspect = covr("carol", forwarded)[0]
+    suspect = covr("carol", _reencoded(tmp_path / "bob1.jpg", tmp_path / "forwarded.jpg"))[0]
     assert (suspect["decision"], suspect["match_reason"], suspect["copy_id"]) == (
         "exchange_suspected", "phash_match", bobs["copy_id"])
     pending = conn.execute("select status, holder_id::text from exchange.suspected_exchange").fetchall()

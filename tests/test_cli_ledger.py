@@ -10,22 +10,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from covr_core.ledger import chain
-from covr_pipelines.cli import main
 from tests.core.ledger_support import as_attacker, make_copy, make_user
-
-
-@pytest.fixture
-def covr(db_url, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("COVR_HOME", str(tmp_path / "home"))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

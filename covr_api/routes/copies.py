@@ -15,6 +15,7 @@ from covr_api.errors import problems
 from covr_api.idempotency import respond_once
 from covr_api.schemas.copies import CopiesPublic, CopyPublic, CopyStatus, CopyUpdate
 from covr_core.catalog import copies
+from covr_core.exchange import circulation
 from covr_core.media import uploads
 from covr_core.media.storage import ObjectNotFound
 from covr_core.shared.errors import NotFound
@@ -80,22 +81,24 @@ def update_copy(copy_id: str, body: CopyUpdate, db: DbDep, user: CurrentUser, re
 
 @router.post("/{copy_id}/withdraw", response_model=CopyPublic, responses=problems(401, 404, 409, 422))
 def withdraw(copy_id: str, db: DbDep, user: CurrentUser, request: Request, idempotency_key: IdempotencyKey = None):
-    """Take the copy out of circulation for good: the owner, with the copy back in hand and no open request."""
+    """Take the copy out of circulation for good: the owner, with the copy back in hand and no open request.
+
+    The copy's history (its ledger) records it in the same transaction."""
     urls = _thumbnail_urls(request)
     return respond_once(db, user=user, key=idempotency_key, route="POST /v1/copies/{copy_id}/withdraw",
                         body={"copy_id": copy_id}, status_code=200,
-                        work=lambda: CopyPublic(**copies.withdraw_copy(db, user_id=user.user_id, copy_id=copy_id,
-                                                                       thumbnail_url=urls)))
+                        work=lambda: CopyPublic(**circulation.withdraw(db, user_id=user.user_id, copy_id=copy_id,
+                                                                      thumbnail_url=urls)))
 
 
 @router.post("/{copy_id}/lost", response_model=CopyPublic, responses=problems(401, 404, 409, 422))
 def mark_lost(copy_id: str, db: DbDep, user: CurrentUser, request: Request, idempotency_key: IdempotencyKey = None):
-    """Record the copy as lost: its owner or its current holder."""
+    """Record the copy as lost: its owner or its current holder; its history records it in the same transaction."""
     urls = _thumbnail_urls(request)
     return respond_once(db, user=user, key=idempotency_key, route="POST /v1/copies/{copy_id}/lost",
                         body={"copy_id": copy_id}, status_code=200,
-                        work=lambda: CopyPublic(**copies.mark_copy_lost(db, user_id=user.user_id, copy_id=copy_id,
-                                                                        thumbnail_url=urls)))
+                        work=lambda: CopyPublic(**circulation.mark_lost(db, user_id=user.user_id, copy_id=copy_id,
+                                                                       thumbnail_url=urls)))
 
 
 @router.get(

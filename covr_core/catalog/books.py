@@ -263,15 +263,17 @@ class RowError:
 class ImportReport:
     """What import_books did with each record, every one counted once.
 
-    `skipped`: a book already in the catalog (an ISBN-less row matching one by title and first author) or curated
-    by hand (metadata_source 'manual'), left alone. `errors`: rows refused, by the file, by the record's rules, as
-    a duplicate ISBN, or by the database, in the order met.
+    `updated`: an existing ISBN the row changed; `unchanged`: an existing ISBN the row would not change (nothing is
+    written, updated_at included). `skipped`: a book already in the catalog (an ISBN-less row matching one by title
+    and first author) or curated by hand (metadata_source 'manual'), left alone whatever the row says. `errors`:
+    rows refused, by the file, by the record's rules, as a duplicate ISBN, or by the database, in the order met.
     """
 
     inserted: int
     updated: int
     errors: list[RowError] = field(default_factory=list)
     skipped: int = 0
+    unchanged: int = 0
 
     @property
     def refused(self) -> int:
@@ -279,7 +281,7 @@ class ImportReport:
 
     @property
     def rows(self) -> int:
-        return self.inserted + self.updated + self.skipped + self.refused
+        return self.inserted + self.updated + self.unchanged + self.skipped + self.refused
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -601,8 +603,15 @@ on conflict (isbn13) do update set
     tags = array(select t from unnest(b.tags || excluded.tags) with ordinality as u(t, n) group by t order by min(n)),
     metadata_source = 'catalog',
     updated_at = now()
--- A person's manual edits outrank a bulk file.
+-- A person's manual edits outrank a bulk file; a row that would change nothing is not written (the caller tells
+-- the two apart). Each test mirrors the assignment above: what the row says, where it says anything.
 where b.metadata_source <> 'manual'
+  and (b.metadata_source <> 'catalog'
+       or excluded.title is distinct from b.title
+       or (cardinality(excluded.authors) > 0 and excluded.authors is distinct from b.authors)
+       or (excluded.published_year is not null and excluded.published_year is distinct from b.published_year)
+       or (excluded.language is not null and excluded.language is distinct from b.language)
+       or not (excluded.tags <@ b.tags))
 -- xmax is 0 only on a freshly inserted row version: the standard way to tell insert from update in one statement.
 returning (xmax = 0) as inserted, b.book_id
 """
@@ -656,16 +665,18 @@ def import_books(conn: psycopg.Connection, records: Iterable[BookRecord | RowErr
 
 
 def _write(cur: psycopg.Cursor, record: BookRecord) -> str:
-    """'inserted', 'updated' or 'skipped': what writing one record did."""
+    """'inserted', 'updated', 'unchanged' or 'skipped': what writing one record did."""
     if record.isbn13 is None:
         return "inserted" if _insert_unless_known(cur, record) else "skipped"
     row = cur.execute(_UPSERT_BY_ISBN, record.model_dump()).fetchone()
-    if row is None:
-        return "skipped"
-    if not row["inserted"]:
-        # The copies of an edited book carry its fields in their search documents.
-        append_event(cur.connection, BookUpdated(book_id=str(row["book_id"])))
-    return "inserted" if row["inserted"] else "updated"
+    if row is not None:
+        if not row["inserted"]:
+            # The copies of an edited book carry its fields in their search documents.
+            append_event(cur.connection, BookUpdated(book_id=str(row["book_id"])))
+        return "inserted" if row["inserted"] else "updated"
+    # The conflicting row was left alone: curated by hand, or already what the record says. The upsert locked it.
+    existing = cur.execute("select metadata_source from catalog.book where isbn13 = %s", (record.isbn13,)).fetchone()
+    return "skipped" if existing["metadata_source"] == "manual" else "unchanged"
 
 
 def _database_reason(exc: psycopg.Error) -> str:

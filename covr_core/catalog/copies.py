@@ -204,6 +204,17 @@ def list_copies(
     return [_shape(r) for r in rows], count["n"]
 
 
+def is_visible(conn: psycopg.Connection, viewer_id: str, copy_id: str) -> bool:
+    """The one visibility rule: the viewer owns or holds the copy, or an accepted contact holds it (and it is
+    neither withdrawn nor lost). Every context that shows or acts on copies asks this, never its own rule."""
+    if not is_uuid(copy_id):
+        return False
+    row = conn.execute(
+        f"select 1 from catalog.copy c where c.copy_id = %(copy)s and {_VISIBLE}", {"copy": copy_id, "viewer": viewer_id}
+    ).fetchone()
+    return row is not None
+
+
 def _visible_row(conn: psycopg.Connection, viewer_id: str, copy_id: str) -> dict:
     row = None
     if is_uuid(copy_id):
@@ -213,6 +224,14 @@ def _visible_row(conn: psycopg.Connection, viewer_id: str, copy_id: str) -> dict
     if row is None:
         raise _not_found(copy_id)
     return row
+
+
+def visible_copy(conn: psycopg.Connection, *, viewer_id: str, copy_id: str) -> dict:
+    """The copy (its book, owner and holder, as view_copy without images) if `viewer_id` may see it; else NotFound.
+
+    The one visibility rule for everything shown about a copy, its history (the ledger) included.
+    """
+    return _shape(_visible_row(conn, viewer_id, copy_id))
 
 
 def view_copy(

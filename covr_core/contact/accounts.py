@@ -170,7 +170,8 @@ def _record_attempt(conn: psycopg.Connection, handle: str, address: str, ok: boo
         )
 
 
-def _open_session(conn: psycopg.Connection, user_id: str, tokens: TokenPolicy) -> Tokens:
+def open_session(conn: psycopg.Connection, user_id: str, tokens: TokenPolicy) -> Tokens:
+    """A new session for `user_id` and its first token pair (login, once the password checked out)."""
     refresh = new_refresh_token()
     with conn.transaction():
         row = conn.execute(
@@ -199,7 +200,7 @@ def login(
     _record_attempt(conn, handle, address, ok)
     if not ok:
         raise Unauthorized("wrong handle or password")
-    return _open_session(conn, str(user["user_id"]), tokens)
+    return open_session(conn, str(user["user_id"]), tokens)
 
 
 def refresh(conn: psycopg.Connection, *, refresh_token: str, tokens: TokenPolicy) -> Tokens:

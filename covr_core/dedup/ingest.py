@@ -13,6 +13,8 @@ from covr_core.dedup.rules import DedupEvidence, HeldCopy, ImageMatch, Outcome, 
 from covr_core.exchange import suspected
 from covr_core.shared.events import BookIdentified, DedupResolved, ImageUploaded
 from covr_core.identification.identify import Identification
+from covr_core.ledger import hooks
+from covr_core.ledger.chain import Evidence
 from covr_core.shared.outbox import append_event
 
 
@@ -333,6 +335,11 @@ def apply_outcome(
         copy_id = create_copy(conn, book_id=book_id, owner_id=uploader_id)
     elif outcome.action == "suspect_exchange":
         suspected.suspect(conn, image_id, outcome.matched_copy_id, uploader_id, outcome.suspected_holder_id)
+    if outcome.action in ("create_copy", "create_book_and_copy"):
+        # The copy's first ledger entry, with the photo it was created from, in this same transaction.
+        hooks.on_copy_created(conn, copy_id=copy_id, owner_id=uploader_id, book_id=book_id, run_id=run_id,
+                              decision=outcome.decision,
+                              evidence=Evidence(image_id, image.get("sha256"), image.get("phash")))
     if copy_id and not book_id:
         book_id = _str(conn.execute("select book_id from catalog.copy where copy_id = %s", (copy_id,)).fetchone()["book_id"])
     if outcome.action in ("attach", "create_copy", "create_book_and_copy"):

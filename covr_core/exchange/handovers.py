@@ -26,6 +26,7 @@ from covr_core.catalog import custody
 from covr_core.catalog.custody import Custody
 from covr_core.exchange import _repository as repo
 from covr_core.exchange._repository import Handover, Request
+from covr_core.ledger import hooks
 from covr_core.ledger.hooks import CompletedHandover, on_handover_completed
 from covr_core.shared.errors import InvalidInput, InvalidTransition, NotFound
 from covr_core.shared.events import (
@@ -135,11 +136,18 @@ def cancel_request_handover(conn: psycopg.Connection, request: Request, handover
     append_event(conn, RequestCancelled(request_id=request.request_id, requester_id=request.requester_id,
                                         copy_id=request.copy_id, current_holder_id=request.holder_id,
                                         cancelled_by=cancelled_by, exchange_id=handover.handover_id))
+    hooks.on_request_cancelled(conn, request_id=request.request_id, copy_id=request.copy_id,
+                               requester_id=request.requester_id, holder_id=request.holder_id,
+                               cancelled_by=cancelled_by, was="accepted", exchange_id=handover.handover_id)
 
 
 def finish(conn: psycopg.Connection, handover: Handover, copy: Custody, *, rated_by: str | None,
-           condition_rating: int | None, note: str | None = None, suspected_exchange_id: str | None = None) -> None:
-    """Complete an in-progress hand-over in the caller's transaction, copy locked: the one completion path."""
+           condition_rating: int | None, note: str | None = None, suspected_exchange_id: str | None = None,
+           confirmed_by: str | None = None, image_id: str | None = None) -> None:
+    """Complete an in-progress hand-over in the caller's transaction, copy locked: the one completion path.
+
+    `confirmed_by` (the receiver unless given) and the photo `image_id` that showed it arrived go to the ledger.
+    """
     moved = custody.hand_over(
         conn, copy.copy_id, from_user_id=handover.from_user_id, to_user_id=handover.to_user_id,
         transfer_ownership=handover.kind == "keep", status=STATUS_AFTER[handover.kind],
@@ -159,6 +167,7 @@ def finish(conn: psycopg.Connection, handover: Handover, copy: Custody, *, rated
         from_user_id=handover.from_user_id, to_user_id=handover.to_user_id, owner_id=moved.owner_id,
         condition_rating=condition_rating, completed_at=completed_at, request_id=handover.request_id,
         suspected_exchange_id=suspected_exchange_id or handover.suspected_exchange_id,
+        confirmed_by=confirmed_by or handover.to_user_id, image_id=image_id,
     ))
 
 

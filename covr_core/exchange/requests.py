@@ -18,11 +18,11 @@ from typing import Literal
 
 import psycopg
 
-from covr_core.catalog import custody
-from covr_core.contact.links import is_accepted_contact
+from covr_core.catalog import copies, custody
 from covr_core.exchange import handovers
 from covr_core.exchange import _repository as repo
 from covr_core.exchange._repository import Request
+from covr_core.ledger import hooks
 from covr_core.shared.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from covr_core.shared.events import RequestCancelled, RequestCreated, RequestDeclined
 from covr_core.shared.outbox import append_event
@@ -43,7 +43,7 @@ def create(conn: psycopg.Connection, *, requester_id: str, copy_id: str, kind: R
         with conn.transaction():
             # A share lock: many requests for one copy go in at once, but none slips past an acceptance.
             copy = custody.lock(conn, copy_id, share=True)
-            if copy is None or not _visible(conn, requester_id, copy):
+            if copy is None or not copies.is_visible(conn, requester_id, copy_id):
                 raise NotFound(f"copy {copy_id} not found")
             if copy.holder_id == requester_id:
                 raise InvalidInput(f"you hold copy {copy_id}; a request goes to someone else's copy", field="copy_id")
@@ -59,17 +59,12 @@ def create(conn: psycopg.Connection, *, requester_id: str, copy_id: str, kind: R
                                           holder_id=copy.holder_id, kind=kind)
             append_event(conn, RequestCreated(request_id=request.request_id, requester_id=requester_id,
                                               copy_id=copy_id, current_holder_id=copy.holder_id))
+            hooks.on_request_created(conn, request_id=request.request_id, copy_id=copy_id,
+                                     requester_id=requester_id, holder_id=copy.holder_id, kind=kind)
             return request
     except psycopg.errors.UniqueViolation as exc:
         # Two requests by one member raced past the check: the partial unique index has the last word.
         raise Conflict(f"you already have an open request for copy {copy_id}") from exc
-
-
-def _visible(conn: psycopg.Connection, user_id: str, copy: custody.Custody) -> bool:
-    """The copies API's rule (catalog.copies): yours, or held by an accepted contact and neither withdrawn nor lost."""
-    if user_id in (copy.owner_id, copy.holder_id):
-        return True
-    return copy.status not in ("withdrawn", "lost") and is_accepted_contact(conn, user_id, copy.holder_id)
 
 
 def get(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Request:
@@ -99,12 +94,18 @@ def accept(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Reques
             raise InvalidTransition(f"copy {copy.copy_id} is {copy.status} and no longer available; "
                                     f"request {request_id} cannot be accepted")
         repo.set_request_status(conn, request_id, "accepted")
-        handovers.start_from_request(conn, request, copy)
+        handover_id = handovers.start_from_request(conn, request, copy)
+        hooks.on_request_accepted(conn, request_id=request_id, copy_id=request.copy_id,
+                                  requester_id=request.requester_id, holder_id=request.holder_id,
+                                  kind=request.kind, exchange_id=handover_id)
         for other in repo.pending_requests_for_copy(conn, copy.copy_id):
             repo.set_request_status(conn, other.request_id, "declined")
             append_event(conn, RequestDeclined(request_id=other.request_id, requester_id=other.requester_id,
                                                copy_id=other.copy_id, current_holder_id=other.holder_id,
                                                accepted_request_id=request_id))
+            hooks.on_request_declined(conn, request_id=other.request_id, copy_id=other.copy_id,
+                                      requester_id=other.requester_id, holder_id=other.holder_id,
+                                      accepted_request_id=request_id)
         return repo.get_request(conn, request_id)
 
 
@@ -119,6 +120,8 @@ def decline(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Reque
         repo.set_request_status(conn, request_id, "declined")
         append_event(conn, RequestDeclined(request_id=request_id, requester_id=request.requester_id,
                                            copy_id=request.copy_id, current_holder_id=request.holder_id))
+        hooks.on_request_declined(conn, request_id=request_id, copy_id=request.copy_id,
+                                  requester_id=request.requester_id, holder_id=request.holder_id)
         return repo.get_request(conn, request_id)
 
 
@@ -134,6 +137,9 @@ def cancel(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Reques
             append_event(conn, RequestCancelled(request_id=request_id, requester_id=request.requester_id,
                                                 copy_id=request.copy_id, current_holder_id=request.holder_id,
                                                 cancelled_by=user_id))
+            hooks.on_request_cancelled(conn, request_id=request_id, copy_id=request.copy_id,
+                                       requester_id=request.requester_id, holder_id=request.holder_id,
+                                       cancelled_by=user_id, was="pending")
         elif request.status == "accepted":
             handover = repo.handover_of_request(conn, request_id, lock=True)
             if handover is not None:
@@ -143,6 +149,9 @@ def cancel(conn: psycopg.Connection, *, user_id: str, request_id: str) -> Reques
                 append_event(conn, RequestCancelled(request_id=request_id, requester_id=request.requester_id,
                                                     copy_id=request.copy_id, current_holder_id=request.holder_id,
                                                     cancelled_by=user_id))
+                hooks.on_request_cancelled(conn, request_id=request_id, copy_id=request.copy_id,
+                                           requester_id=request.requester_id, holder_id=request.holder_id,
+                                           cancelled_by=user_id, was="accepted")
         else:
             raise InvalidTransition(f"request {request_id} is {request.status}; only an open request can be cancelled")
         return repo.get_request(conn, request_id)

@@ -19,6 +19,7 @@ from covr_core.catalog import custody
 from covr_core.exchange import handovers
 from covr_core.exchange import _repository as repo
 from covr_core.exchange._repository import Suspected
+from covr_core.ledger import hooks
 from covr_core.shared.errors import InvalidInput, InvalidTransition, NotFound
 from covr_core.shared.events import ExchangeSuspected, SuspectedExchangeDismissed
 from covr_core.shared.outbox import append_event
@@ -82,8 +83,14 @@ def confirm(conn: psycopg.Connection, *, user_id: str, suspected_exchange_id: st
         else:
             raise InvalidTransition(f"copy {copy.copy_id} is {copy.status}; suspected exchange "
                                     f"{suspected_exchange_id} cannot be confirmed")
+        # The ledger: the confirmed suspicion with its photo, then the hand-over it completes.
+        hooks.on_suspected_exchange_confirmed(
+            conn, suspected_exchange_id=suspected_exchange_id, copy_id=copy.copy_id, image_id=suspected.image_id,
+            uploader_id=suspected.uploader_id, holder_id=suspected.holder_id, confirmed_by=user_id,
+            exchange_id=handover.handover_id)
         handovers.finish(conn, handover, copy, rated_by=user_id if condition_rating is not None else None,
-                         condition_rating=condition_rating, note=note, suspected_exchange_id=suspected_exchange_id)
+                         condition_rating=condition_rating, note=note, suspected_exchange_id=suspected_exchange_id,
+                         confirmed_by=user_id, image_id=suspected.image_id)
         repo.decide_suspected(conn, suspected_exchange_id, status="confirmed", decided_by=user_id,
                               handover_id=handover.handover_id)
         return repo.get_suspected(conn, suspected_exchange_id)

@@ -10,13 +10,17 @@ from typing import Any
 # an ISBN read from printed text passed a checksum too but OCR can confuse a digit into another valid one.
 BARCODE_CONFIDENCE = 0.99
 OCR_ISBN_CONFIDENCE = 0.90
-# A title match must be good in absolute terms and clearly ahead of the runner-up. The score weighs
-# title 0.65 and author 0.35, so a cover that shows only its title, read perfectly, scores 0.65:
-# a near-perfect title alone is accepted too.
-TITLE_MATCH_MIN_SCORE = 0.72
+# A title match (title_match.py: 0.55 title coverage + 0.15 order + 0.30 author - 0.40 unexplained large text) must
+# be good in absolute terms and clearly ahead of the best candidate that is another book. A cover showing only its
+# title, read perfectly, scores about 0.70: a near-complete title alone is accepted too.
+TITLE_MATCH_MIN_SCORE = 0.62
 TITLE_ONLY_MIN_TITLE_SCORE = 0.9
-TITLE_ONLY_MIN_SCORE = 0.6
-TITLE_MATCH_MIN_MARGIN = 0.08
+TITLE_ONLY_MIN_SCORE = 0.55
+TITLE_MATCH_MIN_MARGIN = 0.06
+# Editions of one book (same title and author) score alike from the cover's text; within this they are a tie.
+EDITION_TIE = 0.02
+# A pick between tied editions is a guess between printings of the same text: its confidence is lowered by this.
+EDITION_TIE_FACTOR = 0.85
 EMBEDDING_IDENTIFY_MIN_SCORE = 0.90
 
 
@@ -75,6 +79,7 @@ def choose_identification(
     if by_title is not None:
         if ocr_isbns:
             evidence["unconfirmed_ocr_isbns"] = ocr_isbns
+        evidence["why"] = evidence["title_match"]["why"]
         return by_title
     if ocr_isbns:
         return _by_isbn(ocr_isbns[0], OCR_ISBN_CONFIDENCE, "ocr_text", books_by_isbn, ocr_text, ocr_lines, evidence)
@@ -83,41 +88,77 @@ def choose_identification(
         best_hit = embedding_hits[0]
         evidence["embedding_best_score"] = round(float(best_hit.score), 4)
         if best_hit.book_id and best_hit.score >= embedding_min_score:
+            evidence["why"] = f"cover similar to a known copy's photo (cosine {best_hit.score:.3f})"
             return Identification(
                 str(best_hit.book_id), None, None, round(float(best_hit.score), 4), "embedding", evidence
             )
 
+    evidence["why"] = evidence.get("title_match", {}).get("why") or "no barcode, ISBN, title or similar cover found"
     return Identification(None, None, None, 0.0, None, evidence)
+
+
+def _edition_key(candidate) -> tuple[str, str]:
+    authors = getattr(candidate, "authors", None) or []
+    return _normalise(candidate.title), " ".join(sorted(_normalise(" ".join(authors)).split()))
 
 
 def _by_title(title_candidates, evidence) -> Identification | None:
     if not title_candidates:
         return None
     best = title_candidates[0]
-    runner_up = title_candidates[1].score if len(title_candidates) > 1 else 0.0
-    evidence["title_match"] = {"best_score": round(best.score, 4), "runner_up_score": round(runner_up, 4)}
-    same_title = len(title_candidates) > 1 and _normalise(title_candidates[1].title) == _normalise(best.title)
-    good = best.score >= TITLE_MATCH_MIN_SCORE or (
-        getattr(best, "title_score", 0.0) >= TITLE_ONLY_MIN_TITLE_SCORE and best.score >= TITLE_ONLY_MIN_SCORE
-    )
-    if not good or not (best.score - runner_up >= TITLE_MATCH_MIN_MARGIN or same_title):
+    key = _edition_key(best)
+    editions = [c for c in title_candidates if _edition_key(c) == key and best.score - c.score <= EDITION_TIE]
+    others = [c for c in title_candidates if _edition_key(c) != key]
+    runner_up = others[0] if others else None
+    margin = best.score - (runner_up.score if runner_up else 0.0)
+    report: dict[str, Any] = {
+        "best_score": round(best.score, 4),
+        "runner_up": None if runner_up is None else {"title": runner_up.title, "score": round(runner_up.score, 4)},
+        "runner_up_score": round(runner_up.score, 4) if runner_up else 0.0,
+        "margin": round(margin, 4),
+    }
+    evidence["title_match"] = report
+    title_only = getattr(best, "title_score", 0.0) >= TITLE_ONLY_MIN_TITLE_SCORE and best.score >= TITLE_ONLY_MIN_SCORE
+    if not (best.score >= TITLE_MATCH_MIN_SCORE or title_only):
+        report["why"] = (f"no book explains the text well enough: best {best.title!r} scored {best.score:.2f}, "
+                         f"under {TITLE_MATCH_MIN_SCORE}")
         return None
-    if same_title and not _one_book(title_candidates):
-        # Two editions share the title: OCR cannot tell them apart, only a barcode or ISBN can.
-        evidence["title_match"]["ambiguous_editions"] = True
+    if margin < TITLE_MATCH_MIN_MARGIN:
+        report["why"] = (f"{best.title!r} ({best.score:.2f}) and {runner_up.title!r} ({runner_up.score:.2f}) "
+                         f"explain the text about equally (margin under {TITLE_MATCH_MIN_MARGIN})")
         return None
-    return Identification(best.book_id, best.isbn13, best.title, round(best.score, 4), "ocr", evidence)
+    confidence = best.score
+    chosen = best
+    why = (f"{best.title!r} explains the most of the large text (title coverage {getattr(best, 'title_score', 0):.2f}, "
+           f"author {getattr(best, 'author_score', 0):.2f}, unexplained {getattr(best, 'unexplained', 0):.2f})")
+    why += f", {margin:.2f} ahead of {runner_up.title!r}" if runner_up else ", with no other book close"
+    if len({c.book_id for c in editions}) > 1:
+        # Nothing on a cover tells printings of one text apart; only a barcode or ISBN could. Pick one the same
+        # way every time, preferring the edition members already hold, and say how sure that is.
+        chosen = min(editions, key=lambda c: (-getattr(c, "copies", 0), c.isbn13 or "~", str(c.book_id)))
+        confidence = best.score * EDITION_TIE_FACTOR
+        report["ambiguous_editions"] = True
+        report["editions"] = [
+            {"book_id": str(c.book_id), "isbn13": c.isbn13, "copies_in_network": getattr(c, "copies", 0)}
+            for c in editions
+        ]
+        held = getattr(chosen, "copies", 0)
+        why += (f"; {len(editions)} editions fit equally, chose {chosen.isbn13 or chosen.book_id} "
+                + (f"(already in the network: {held} copies)" if held else "(none in the network: lowest ISBN)")
+                + f", confidence lowered x{EDITION_TIE_FACTOR}")
+    report["why"] = why
+    return Identification(str(chosen.book_id), chosen.isbn13, chosen.title, round(confidence, 4), "ocr", evidence)
 
 
 def _by_isbn(isbn, confidence, read_from, books_by_isbn, ocr_text, ocr_lines, evidence) -> Identification:
     evidence["isbn_from"] = read_from
     known = books_by_isbn.get(isbn) or {}
+    where = "the catalog" if known.get("book_id") else ("a metadata provider" if known else "nowhere yet")
+    evidence["why"] = f"ISBN {isbn} read from the {read_from.replace('_', ' ')}, known to {where}"
+    if read_from == "barcode":
+        evidence["why"] += "; OCR skipped" if evidence.get("ocr", {}).get("skipped") else ""
     title = known.get("title") or provisional_title(ocr_text, ocr_lines)
     return Identification(known.get("book_id"), isbn, title, confidence, "isbn", evidence)
-
-
-def _one_book(candidates) -> bool:
-    return len({c.book_id for c in candidates[:2]}) == 1
 
 
 def _normalise(text: str | None) -> str:

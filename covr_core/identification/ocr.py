@@ -1,4 +1,5 @@
-"""Text from cover images through one OcrEngine interface, backed by tesserocr (in-process) or pytesseract."""
+"""Text from cover photos through one OcrEngine interface: PP-OCR scene text (rapidocr), or tesseract (tesserocr
+in-process, pytesseract as a subprocess)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ __all__ = [
     "OcrLine",
     "OcrResult",
     "PytesseractEngine",
+    "RapidOcrEngine",
     "TesserocrEngine",
     "find_tessdata",
     "make_ocr_engine",
@@ -53,12 +55,16 @@ CONFIDENT_LINE = 50.0
 
 @dataclass(frozen=True)
 class OcrLine:
-    """One recognised text line: its text, tesseract's confidence (0-100) and its height relative to the image's
-    long side, so lines read at different scales compare. The tallest confident line is usually the title."""
+    """One recognised text line: its text, the engine's confidence (0-100), its height relative to the image's
+    long side (so lines read at different scales compare; the tallest confident line is usually the title), and
+    its box: four (x, y) corners as fractions of the image's width and height, clockwise from the line's top left
+    (empty when the engine gives none), and whether it lies on the book rather than the desk around it."""
 
     text: str
     confidence: float
     height: float
+    box: tuple[tuple[float, float], ...] = ()
+    on_cover: bool | None = None  # inside the book's outline (media.rectify), None when no outline was found
 
 
 @dataclass(frozen=True)
@@ -225,12 +231,134 @@ def _lines_from_tsv(data: dict, long_side: int) -> tuple[OcrLine, ...]:
     )
 
 
-def make_ocr_engine(name: str = "tesserocr", tessdata: str | None = None) -> OcrEngine:
+# Long side the PP-OCR text detector works at. Detection's cost grows with pixels; lines are then cut out of the
+# image handed in, so small text keeps its pixels for recognition. See bench/identify.py for the measurements.
+DET_SIDE = 800
+# Recognition costs about the same per line, and a blurb paragraph or a sheet of paper on the desk has dozens of
+# lines. Titles and authors are the large text: only lines at least this share of the tallest line's height are
+# read, at most MAX_LINES of them, tallest first. (A back cover's printed ISBN is small, but its barcode is read
+# first, and its caption is read as well whenever the cover's own text is of a size with it.)
+PROMINENT_SHARE = 0.22
+MAX_LINES = 14
+# A line read with less confidence than this is read again with its colours inverted, and the better kept.
+_REREAD_BELOW = 0.8
+
+
+class RapidOcrEngine(OcrEngine):
+    """PP-OCR (rapidocr on onnxruntime): a text detector finds line quadrilaterals at any angle, an angle classifier
+    turns upside-down lines, a recogniser reads each line. Reads light-on-dark and scene text that tesseract, made
+    for pages, loses. The models ship inside the rapidocr wheel: nothing is downloaded at run time."""
+
+    name = "rapidocr"
+
+    def __init__(self, *, det_side: int = DET_SIDE, threads: int = 1, max_lines: int = MAX_LINES,
+                 prominent_share: float = PROMINENT_SHARE) -> None:
+        import numpy as np
+        from rapidocr import RapidOCR
+
+        # One onnxruntime thread per engine: the pipeline runs an engine per worker thread, and more intra-op
+        # threads than cores only makes them wait for each other.
+        self._ocr = RapidOCR(params={
+            "Global.log_level": "error",
+            "Global.max_side_len": 4096,
+            "Global.use_cls": False,
+            "Global.use_rec": False,
+            "Det.limit_type": "max",
+            "Det.limit_side_len": det_side,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        })
+        self.max_lines = max_lines
+        self.prominent_share = prominent_share
+        self.det_side = det_side
+        self._ocr(np.zeros((32, 32, 3), np.uint8))  # loads the detector now, so its scale can be changed per call
+        self._lock = threading.Lock()
+
+    def read_text(self, image: Image.Image, focus=None, small_text: bool = False) -> OcrResult:
+        """`focus`, optional, has `contains(x, y)` in fractions of the image (media.rectify.CoverQuad): lines inside
+        it are read first, so a desk full of print cannot crowd the book's own lines out of MAX_LINES."""
+        import numpy as np
+        from rapidocr.utils.process_img import get_rotate_crop_image
+
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])  # the models were trained on OpenCV's BGR
+        start = time.perf_counter()
+        with self._lock:  # the rapidocr object keeps per-call settings
+            detector = getattr(self._ocr, "text_det", None)
+            if small_text and detector is not None:
+                # Small print (a printed ISBN under the bars) needs the detector at full scale: ~2x the time.
+                detector.limit_side_len = max(rgb.size)
+            try:
+                det = self._ocr(bgr)
+            finally:
+                if detector is not None:
+                    detector.limit_side_len = self.det_side
+            boxes = [] if getattr(det, "boxes", None) is None else [np.asarray(b, np.float32) for b in det.boxes]
+            heights = [_short_side(b) for b in boxes]
+            rank = heights
+            if focus is not None and boxes:
+                w, h = rgb.size
+                rank = [hh * (2.0 if focus.contains(float(b[:, 0].mean()) / w, float(b[:, 1].mean()) / h) else 1.0)
+                        for hh, b in zip(heights, boxes, strict=True)]
+            # small_text: an unknown barcode ISBN must be checked against the printed one, which is small print.
+            chosen = _prominent(rank, 0.05 if small_text else self.prominent_share,
+                                2 * self.max_lines if small_text else self.max_lines)
+            lines: list[OcrLine] = []
+            if chosen:
+                crops = [get_rotate_crop_image(bgr, boxes[i].copy()) for i in chosen]
+                turned, cls = self._ocr.cls_and_rotate(crops)
+                upside_down = sum(str(label) == "180" for label, _ in (cls.cls_res or ())) * 2 > len(crops)
+                rec = self._ocr.recognize_txt(list(turned))
+                texts, scores = list(rec.txts), [float(v) for v in rec.scores]
+                weak = [k for k, v in enumerate(scores) if v < _REREAD_BELOW]
+                if weak:
+                    again = self._ocr.recognize_txt([255 - np.asarray(turned[k]) for k in weak])
+                    for k, text, score in zip(weak, again.txts, again.scores, strict=True):
+                        if float(score) > scores[k]:
+                            texts[k], scores[k] = text, float(score)
+                w, h = rgb.size
+                long_side = max(w, h)
+                for i, text, score in sorted(zip(chosen, texts, scores, strict=True)):
+                    text = " ".join(str(text).split())
+                    if text and score >= 0.5:
+                        box = tuple((round(float(x) / w, 4), round(float(y) / h, 4)) for x, y in boxes[i])
+                        lines.append(OcrLine(text, round(score * 100, 1), heights[i] / long_side, box))
+                if upside_down:
+                    lines.reverse()  # most lines were turned: the photo is upside down, so read bottom to top
+        ms = (time.perf_counter() - start) * 1000
+        if not lines:
+            return OcrResult(text="", mean_confidence=None, ms=ms, lines=())
+        text = "".join(f"{line.text}\n" for line in lines)
+        mean = sum(line.confidence for line in lines) / len(lines)
+        return OcrResult(text=text, mean_confidence=round(mean, 1), ms=ms, lines=tuple(lines))
+
+
+def _short_side(box) -> float:
+    """A text line's height: the mean of its box's two shorter opposite sides (a sideways line is tall and thin)."""
+    import numpy as np
+
+    a = (np.linalg.norm(box[0] - box[3]) + np.linalg.norm(box[1] - box[2])) / 2
+    b = (np.linalg.norm(box[0] - box[1]) + np.linalg.norm(box[2] - box[3])) / 2
+    return float(min(a, b))
+
+
+def _prominent(heights: list[float], share: float, limit: int) -> list[int]:
+    """Indices (in reading order) of the tallest lines: at least `share` of the tallest, `limit` at most."""
+    if not heights:
+        return []
+    tallest = max(heights)
+    order = sorted(range(len(heights)), key=lambda i: -heights[i])
+    return sorted(i for i in order[:limit] if heights[i] >= share * tallest)
+
+
+def make_ocr_engine(name: str = "rapidocr", tessdata: str | None = None) -> OcrEngine:
     """An OcrEngine by name; "tesserocr" falls back to pytesseract, with a warning, if the C API won't initialise."""
+    if name == "rapidocr":
+        return RapidOcrEngine()
     if name == "pytesseract":
         return PytesseractEngine(tessdata)
     if name != "tesserocr":
-        raise ValueError(f"unknown OCR engine {name!r}; expected 'tesserocr' or 'pytesseract'")
+        raise ValueError(f"unknown OCR engine {name!r}; expected 'rapidocr', 'tesserocr' or 'pytesseract'")
     try:
         return TesserocrEngine(tessdata)
     except (ImportError, RuntimeError) as exc:
@@ -254,7 +382,11 @@ _SIDEWAYS_BELOW_WORDS = 2
 _RETRY_BELOW_WORDS = 3
 
 
-def _prepared(gray: Image.Image, max_side: int) -> Image.Image:
+# Long side of the image PP-OCR cuts its lines from: small text on a cover at 30% of the frame keeps enough pixels.
+SCENE_TEXT_SIDE = 1600
+
+
+def _prepared(gray: Image.Image, max_side: int, *, stretch: bool = True) -> Image.Image:
     if max(gray.size) > max_side:
         # reduce() box-filters by an integer factor first: far cheaper than a full-quality resize from 12 MP.
         factor = int(max(gray.size) / max_side)
@@ -264,7 +396,7 @@ def _prepared(gray: Image.Image, max_side: int) -> Image.Image:
             s = max_side / max(gray.size)
             gray = gray.resize((round(gray.width * s), round(gray.height * s)), Image.Resampling.BILINEAR)
     # Dim or washed-out photos leave text at low contrast; stretching (1% tails clipped) helps tesseract's Otsu.
-    return ImageOps.autocontrast(gray, cutoff=1)
+    return ImageOps.autocontrast(gray, cutoff=1) if stretch else gray
 
 
 def _read_little(result: OcrResult) -> bool:
@@ -305,12 +437,18 @@ def _merged(results: list[OcrResult], ms: float) -> OcrResult:
     )
 
 
-def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int = OCR_MAX_SIDE) -> OcrResult:
+def ocr_for_identification(engine: OcrEngine, image: Image.Image, max_side: int = OCR_MAX_SIDE,
+                           focus=None, small_text: bool = False) -> OcrResult:
     """OCR tuned for identifying a book from a photo or cover: grayscale, downscaled, contrast stretched, and read
     again at a coarser scale when the first pass found little or no line that looks like a title; a photo that
     still reads as nothing is tried turned a quarter each way (a book shot sideways, with no EXIF orientation).
     Texts and lines of all passes are concatenated; ms covers all."""
     start = time.perf_counter()
+    if isinstance(engine, RapidOcrEngine):
+        # The detector sees DET_SIDE px whatever it is handed; recognition crops keep up to SCENE_TEXT_SIDE.
+        result = engine.read_text(_prepared(_gray(image), SCENE_TEXT_SIDE, stretch=False), focus=focus,
+                                  small_text=small_text)
+        return OcrResult(result.text, result.mean_confidence, (time.perf_counter() - start) * 1000, result.lines)
     first_image = _prepared(_gray(image), max_side)
     results = [engine.read_text(first_image)]
     if (_read_little(results[0]) or _missing_title(results[0])) and max(first_image.size) > OCR_RETRY_SIDE:

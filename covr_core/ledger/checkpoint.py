@@ -241,6 +241,19 @@ def leaves(conn: psycopg.Connection, checkpoint_id: int) -> list[tuple]:
         return [(c, s, bytes(h)) for c, s, h in cur]
 
 
+# For create(): copy ids as text (cheap to key and compare), and each leaf's hash computed by Postgres.
+_LEAVES_TEXT = """
+    select distinct on (copy_id) copy_id::text, head_seq, head_hash
+    from ledger.checkpoint_head where checkpoint_id <= %s
+    order by copy_id, checkpoint_id desc
+"""
+_HEADS_WITH_LEAF_HASHES = """
+    select copy_id::text, head_seq, head_hash,
+           sha256('\\x00'::bytea || uuid_send(copy_id) || int8send(head_seq) || head_hash)
+    from ledger.chain where head_seq > 0 order by copy_id
+"""
+
+
 def tree_of(leaf_rows: list[tuple]) -> list[list[bytes]]:
     return merkle.levels([merkle.leaf_hash(merkle.leaf_data(c, s, h)) for c, s, h in leaf_rows])
 
@@ -263,12 +276,14 @@ def create(conn: psycopg.Connection, key: Ed25519PrivateKey, *, now: datetime | 
                 prev_id, prev_hash, previous = 0, GENESIS_CHECKPOINT_HASH, {}
             else:
                 prev_id, prev_hash, issued = prev[0], body_hash(bytes(prev[1])), now or prev[2]
-                previous = {c: (s, h) for c, s, h in leaves(conn, prev_id)}
-            # One statement: one snapshot of every head, consistent across copies.
-            cur.execute("select copy_id, head_seq, head_hash from ledger.chain where head_seq > 0 order by copy_id")
-            heads = [(c, s, bytes(h)) for c, s, h in cur]
+                cur.execute(_LEAVES_TEXT, (prev_id,))
+                previous = {c: (s, bytes(h)) for c, s, h in cur.fetchall()}
+            # One statement: one snapshot of every head, consistent across copies. Postgres hashes each leaf
+            # (RFC 9162's 0x00 prefix over merkle.leaf_data's bytes); the tree above them is built here.
+            cur.execute(_HEADS_WITH_LEAF_HASHES)
+            heads = [(c, s, bytes(h), bytes(leaf)) for c, s, h, leaf in cur.fetchall()]
             _refuse_regressions(prev_id, previous, heads)
-            tree = tree_of(heads)
+            tree = merkle.levels([leaf for _, _, _, leaf in heads])
             root_hash = tree[-1][0] if heads else merkle.EMPTY_ROOT
             checkpoint_id = prev_id + 1
             issued_at_us = canonical.epoch_us(issued)
@@ -282,10 +297,11 @@ def create(conn: psycopg.Connection, key: Ed25519PrivateKey, *, now: datetime | 
                 (checkpoint_id, len(heads), root_hash, prev_hash, canonical.from_epoch_us(issued_at_us), kid,
                  body, signature, cp.object_key),
             )
+            # The delta: only the chains whose head moved, as COPY text (bytea as \\x hex).
+            delta = "".join(f"{c}\t{checkpoint_id}\t{s}\t\\\\x{h.hex()}\n"
+                            for c, s, h, _ in heads if previous.get(c) != (s, h))
             with cur.copy("copy ledger.checkpoint_head (copy_id, checkpoint_id, head_seq, head_hash) from stdin") as cp_in:
-                for c, s, h in heads:
-                    if previous.get(c) != (s, h):
-                        cp_in.write_row((c, checkpoint_id, s, h))
+                cp_in.write(delta)
     except psycopg.errors.UniqueViolation as exc:
         raise CheckpointConflict(f"another checkpoint was written concurrently: {exc.diag.message_primary}") from None
     return cp
@@ -297,7 +313,7 @@ class ChainRegressed(RuntimeError):
 
 def _refuse_regressions(prev_id: int, previous: dict, heads: list[tuple]) -> None:
     # Signing over a shortened chain would launder the tamper into the next checkpoint.
-    current = {c: s for c, s, _ in heads}
+    current = {row[0]: row[1] for row in heads}
     for c, (s, _) in previous.items():
         if current.get(c, 0) < s:
             raise ChainRegressed(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
+from covr_core.catalog.copies import visible_copy as _catalog_visible_copy
+
 
 def entries(conn: psycopg.Connection, copy_id: str, *, after_seq: int = 0, limit: int = 50) -> tuple[list[dict], int]:
     """One page of entries after `after_seq`, and the number of entries in the chain."""
@@ -27,23 +29,9 @@ def entries(conn: psycopg.Connection, copy_id: str, *, after_seq: int = 0, limit
 
 
 def visible_copy(conn: psycopg.Connection, user_id: str, copy_id: str) -> dict:
-    """The copy, when `user_id` may see it: its owner, its holder, or an accepted contact of either.
+    """The copy, when `user_id` may see it; a copy's history is visible exactly to whoever can see the copy.
 
-    A copy the caller may not see answers exactly like one that does not exist.
+    catalog.copies.visible_copy is that rule (owner, holder, or an accepted contact of the holder while the
+    copy is neither withdrawn nor lost); a copy the caller may not see answers exactly like a missing one.
     """
-    from covr_core.contact.links import is_accepted_contact
-    from covr_core.shared.errors import NotFound
-    from covr_core.shared.ids import is_uuid
-
-    missing = NotFound(f"copy {copy_id} not found")
-    if not is_uuid(copy_id):
-        raise missing
-    row = conn.execute(
-        "select copy_id, owner_id, current_holder_id from catalog.copy where copy_id = %s", (copy_id,)
-    ).fetchone()
-    if row is None:
-        raise missing
-    owner, holder = str(row["owner_id"]), str(row["current_holder_id"])
-    if user_id in (owner, holder) or any(is_accepted_contact(conn, user_id, other) for other in {owner, holder}):
-        return dict(row)
-    raise missing
+    return _catalog_visible_copy(conn, viewer_id=user_id, copy_id=copy_id)

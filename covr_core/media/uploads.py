@@ -182,7 +182,7 @@ class IncomingFile:
         self._tmp = None
 
 
-def _upload_public(row: dict, **extra) -> dict:
+def _upload_public(row: dict, status: str = "pending", **extra) -> dict:
     return {
         "upload_id": str(row["upload_id"]),
         "object_key": row["object_key"],
@@ -190,7 +190,7 @@ def _upload_public(row: dict, **extra) -> dict:
         "content_type": row["content_type"],
         "byte_size": row["byte_size"],
         "created_at": row["created_at"],
-        "status": "pending",
+        "status": status,
         **extra,
     }
 
@@ -291,21 +291,16 @@ def upload_status(conn: psycopg.Connection, *, uploader_id: str, upload_id: str)
     if row["book_id"] is not None:
         book = {"book_id": str(row["book_id"]), "isbn13": row["isbn13"], "title": row["title"],
                 "authors": list(row["authors"]), "published_year": row["published_year"]}
-    return {
-        "upload_id": str(row["upload_id"]),
-        "object_key": row["object_key"],
-        "method": row["method"],
-        "content_type": row["content_type"],
-        "byte_size": row["byte_size"],
-        "created_at": row["created_at"],
-        "status": status,
-        "reason": reason,
-        "image_id": str(row["image_id"]) if row["image_id"] else None,
-        "decision": row["decision"],
-        "match_reason": row["match_reason"],
-        "identification_source": row["identification_source"],
-        "confidence": row["confidence"],
-        "book": book,
-        "copy_id": str(row["copy_id"]) if row["copy_id"] else None,
-    }
+    return _upload_public(
+        row,
+        status,
+        reason=reason,
+        image_id=str(row["image_id"]) if row["image_id"] else None,
+        decision=row["decision"],
+        match_reason=row["match_reason"],
+        identification_source=row["identification_source"],
+        confidence=row["confidence"],
+        book=book,
+        copy_id=str(row["copy_id"]) if row["copy_id"] else None,
+    )
 

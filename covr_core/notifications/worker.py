@@ -61,13 +61,12 @@ class WorkerConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> WorkerConfig:
-        factory = None
-        if settings.smtp_host:
-            password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        if not settings.smtp_host:
+            return cls(mailer_factory=None, from_address=settings.smtp_from, **overrides)
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
 
-            def factory() -> Mailer:
-                return SmtpMailer(settings.smtp_host, settings.smtp_port, user=settings.smtp_user,
-                                  password=password)
+        def factory() -> Mailer:
+            return SmtpMailer(settings.smtp_host, settings.smtp_port, user=settings.smtp_user, password=password)
 
         return cls(mailer_factory=factory, from_address=settings.smtp_from, **overrides)
 

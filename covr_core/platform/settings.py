@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=64, ge=1, le=1024)
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000
-    ocr_engine: str = "tesserocr"
+    ocr_engine: str = "rapidocr"
     tessdata: str | None = None
     openlibrary_url: str | None = None  # e.g. https://openlibrary.org; unset keeps the client off
 

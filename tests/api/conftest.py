@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from psycopg.rows import dict_row
 
-from covr_api.main import create_app
 from covr_core.platform.settings import Settings
-
-PASSWORD = "correct horse battery staple"
+from tests.api.server import PASSWORD, serve
 
 
 @dataclass
@@ -45,28 +39,6 @@ class Member:
     client: httpx.Client
 
 
-def serve(settings: Settings, **overrides):
-    """Start the app on a free loopback port; returns (base_url, stop)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on", **overrides))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-
-    def stop():
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
-
-
 @pytest.fixture
 def api_settings(tmp_path: Path, db_url: str) -> Settings:
     return Settings(home=tmp_path / "covr", database_url=db_url)
@@ -86,7 +58,10 @@ def member(api: LiveApi):
     """`member("alice")`: registered and logged in over HTTP."""
     clients: list[httpx.Client] = []
 
-    def make(handle: str, *, email: str | None = None, display_name: str | None = None) -> Member:
+    def make(handle: str, *, email: str | None = None, display_name: str | None = None,
+             quick: bool = False) -> Member:
+        if quick:
+            return _quick(handle, display_name)
         with api.client() as anon:
             r = anon.post("/v1/auth/register", json={
                 "handle": handle, "display_name": display_name or handle.title(), "password": PASSWORD,
@@ -99,6 +74,20 @@ def member(api: LiveApi):
         client = api.client(tokens["access_token"])
         clients.append(client)
         return Member(handle, tokens["user_id"], tokens["access_token"], tokens["refresh_token"], client)
+
+    def _quick(handle: str, display_name: str | None) -> Member:
+        # For tests that need dozens of members: argon2 costs ~100 ms a hash here, and what such tests exercise
+        # is not sign-up. The member is created and given a session directly, as login would.
+        from covr_api.main import create_app
+        from covr_core.contact import accounts
+
+        policy = create_app(api.settings).state.token_policy
+        with psycopg.connect(api.db_url, row_factory=dict_row, autocommit=True) as conn:
+            user_id = accounts.ensure_user(conn, handle, display_name or handle.title())
+            tokens = accounts.open_session(conn, user_id, policy)
+        client = api.client(tokens.access_token)
+        clients.append(client)
+        return Member(handle, user_id, tokens.access_token, tokens.refresh_token, client)
 
     yield make
     for c in clients:

@@ -7,7 +7,7 @@ import sys
 import time
 
 from covr_core.contact.accounts import ensure_user
-from tests.api.conftest import PASSWORD, serve
+from tests.api.server import PASSWORD, serve
 
 
 def test_register_login_and_me(api, member):

@@ -8,11 +8,8 @@ import json
 import boto3
 import dagster as dg
 import httpx
-import pytest
-from moto.server import ThreadedMotoServer
 
 from covr_core.catalog.books import import_books, read_catalog_file
-from covr_core.media.storage import LocalObjectStore
 from covr_core.platform.settings import Settings
 from covr_pipelines.definitions import ingest_job
 from covr_pipelines.defs.dedup.assets import dedup_decisions
@@ -21,8 +18,8 @@ from covr_pipelines.defs.ingestion.assets import uploaded_images
 from covr_pipelines.defs.ingestion.sensors import build_upload_sensor
 from covr_pipelines.defs.vectors.assets import cover_vectors
 from covr_pipelines.resources import build_resources
-from covr_pipelines.samples import jpeg_bytes, render_cover, valid_isbn13
-from tests.api.conftest import PASSWORD, serve
+from covr_pipelines.sample_photos import jpeg_bytes, render_cover, valid_isbn13
+from tests.api.server import PASSWORD, serve
 
 PROBLEM = "https://covr.dev/problems/"
 BOOK = {"isbn13": valid_isbn13(321), "title": "Rivers of Salt", "authors": ["Tomas Ferreira"],
@@ -147,15 +144,6 @@ def test_a_replayed_upload_keeps_one_file_and_one_row(api, member, db_state):
     assert (other.status_code, other.json()["type"]) == (422, PROBLEM + "idempotency_key_reused")
     assert db_state() == state
     assert files_under(api.settings.objects_dir) == [first.json()["object_key"]]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_with_s3_the_api_hands_out_a_presigned_put_url(db_url, tmp_path, s3_endpoint):

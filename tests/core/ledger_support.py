@@ -1,13 +1,6 @@
-"""Shared setup of the ledger tests: members, a book and copies made in SQL, and a signing key."""
+"""Helpers of the ledger tests: members, a book and copies made in SQL, and tampering as an attacker would."""
 
 from __future__ import annotations
-
-import psycopg
-import pytest
-from psycopg.rows import dict_row
-
-from covr_core.ledger import checkpoint
-
 
 def make_user(conn, handle: str) -> str:
     return str(conn.execute(
@@ -23,28 +16,6 @@ def make_copy(conn, owner: str) -> str:
         "insert into catalog.copy (book_id, owner_id, current_holder_id) values (%s, %s, %s) returning copy_id",
         (book, owner, owner),
     ).fetchone()["copy_id"])
-
-
-@pytest.fixture
-def aconn(db_url):
-    """An autocommit connection, as the API's pool hands them out."""
-    with psycopg.connect(db_url, row_factory=dict_row, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def people(aconn):
-    return {name: make_user(aconn, name) for name in ("alice", "bob", "carol")}
-
-
-@pytest.fixture
-def copy_id(aconn, people) -> str:
-    return make_copy(aconn, people["alice"])
-
-
-@pytest.fixture
-def key():
-    return checkpoint.load_private_key(checkpoint.generate_private_key_pem())
 
 
 def as_attacker(conn, sql: str, params=()) -> None:

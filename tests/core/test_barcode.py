@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from covr_core.identification.barcode import BarcodeResult, is_isbn_ean13, read_isbn_barcode
-from covr_pipelines.samples import (
+from covr_pipelines.sample_photos import (
     cover_bars_with_sticker,
     draw_ean13,
     exif_rotated_jpeg,

@@ -148,7 +148,7 @@ def test_series_notes_are_ignored_for_matching_only():
     assert normalize_title("Le Petit Prince (Les Classiques, #3)") == "le petit prince"
 
 
-def test_importing_twice_inserts_then_updates_without_duplicates(conn, tmp_path):
+def test_importing_twice_inserts_then_changes_nothing_without_duplicates(conn, tmp_path):
     text = GOODREADS_HEADER + "\n" + "\n".join(GOODREADS_ROWS) + "\n"
     path = _write(tmp_path, "goodreads.csv", text)
 
@@ -157,7 +157,8 @@ def test_importing_twice_inserts_then_updates_without_duplicates(conn, tmp_path)
 
     assert (first.inserted, first.updated, first.skipped, len(first.errors)) == (3, 0, 0, 2)
     # The ISBN-less Catcher in the Rye is recognised by title and author, not inserted again.
-    assert (second.inserted, second.updated, second.skipped, len(second.errors)) == (0, 2, 1, 2)
+    assert (second.inserted, second.updated, second.unchanged, second.skipped, len(second.errors)) == (0, 0, 2, 1, 2)
+    assert second.rows == first.rows
     assert conn.execute("select count(*) as n from catalog.book").fetchone()["n"] == 3
 
     book = find_book_by_isbn(conn, "0-439-02348-3")
@@ -186,12 +187,49 @@ def test_update_keeps_what_the_file_does_not_say_and_merges_tags(conn):
     assert (book["title"], book["published_year"], book["tags"]) == ("New", 1985, ["a", "b", "c"])
 
 
+def test_a_row_that_changes_nothing_is_unchanged_and_not_written(conn):
+    isbn = "9780306406157"
+    import_books(conn, [BookRecord(isbn13=isbn, title="Signal", authors=["A. Author"], published_year=1985,
+                                   language="en", tags=["a", "b"])])
+    stored = find_book_by_isbn(conn, isbn)
+
+    same = [
+        BookRecord(isbn13=isbn, title="Signal", authors=["A. Author"], published_year=1985, language="en",
+                   tags=["b", "a"]),
+        BookRecord(isbn13=isbn, title="Signal"),  # says less: the fields it leaves empty are kept anyway
+        BookRecord(isbn13=isbn, title="Signal", tags=["a"]),
+    ]
+    for record in same:
+        report = import_books(conn, [record])
+        assert (report.inserted, report.updated, report.unchanged, report.skipped) == (0, 0, 1, 0), record
+        assert find_book_by_isbn(conn, isbn) == stored, record  # updated_at included: nothing was written
+
+    changes = [
+        BookRecord(isbn13=isbn, title="Signal Processing"),
+        BookRecord(isbn13=isbn, title="Signal Processing", authors=["B. Author"]),
+        BookRecord(isbn13=isbn, title="Signal Processing", published_year=1986),
+        BookRecord(isbn13=isbn, title="Signal Processing", language="fr"),
+        BookRecord(isbn13=isbn, title="Signal Processing", tags=["c"]),
+    ]
+    for record in changes:
+        report = import_books(conn, [record])
+        assert (report.inserted, report.updated, report.unchanged, report.skipped) == (0, 1, 0, 0), record
+    assert find_book_by_isbn(conn, isbn)["tags"] == ["a", "b", "c"]
+
+
+def test_a_catalog_row_confirming_a_provisional_book_updates_its_source(conn):
+    conn.execute("insert into catalog.book (isbn13, title, metadata_source) values ('9780306406157', 'Signal', 'ocr')")
+    report = import_books(conn, [BookRecord(isbn13="9780306406157", title="Signal")])
+    assert (report.updated, report.unchanged) == (1, 0)
+    assert find_book_by_isbn(conn, "9780306406157")["metadata_source"] == "catalog"
+
+
 def test_manual_edits_are_not_overwritten_by_a_file(conn):
     conn.execute(
         "insert into catalog.book (isbn13, title, metadata_source) values ('9780306406157', 'Curated', 'manual')"
     )
     report = import_books(conn, [BookRecord(isbn13="9780306406157", title="From File")])
-    assert (report.inserted, report.updated, report.skipped) == (0, 0, 1)
+    assert (report.inserted, report.updated, report.unchanged, report.skipped) == (0, 0, 0, 1)
     assert find_book_by_isbn(conn, "9780306406157")["title"] == "Curated"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,6 +186,49 @@ def test_the_api_releases_the_server_when_it_shuts_down(home, env):
 
     assert _stopped(home)
     assert _handles(home) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_covr_ingest_ends_it_cleanly_and_leaves_no_server(home, env, tmp_path, signum):
+    """SIGTERM (or Ctrl-C) while the ingest job identifies a small batch: 143 (130), one line, the run marked
+    as ended, and no Postgres left running. Dagster's in-process run takes both signals over while it runs."""
+    import dagster as dg
+
+    from covr_pipelines.sample_photos import SAMPLE_BOOKS
+    from tests.photos import cover_photo
+
+    for leftover in ("objects", "dagster"):  # the module shares one COVR_HOME; this test reads both folders
+        shutil.rmtree(home / leftover, ignore_errors=True)
+    photos = []
+    for i, (title, author, isbn) in enumerate(SAMPLE_BOOKS[:3]):
+        photos.append(tmp_path / f"photo{i}.jpg")
+        photos[-1].write_bytes(cover_photo({"title": title, "authors": [author], "isbn13": isbn}, seed=40 + i))
+    cli = subprocess.Popen([sys.executable, "-m", "covr_pipelines.cli", "ingest", "--as", "tess", *map(str, photos)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # The identification stage writes a normalized copy of each photo before reading it: the run is under way.
+        _wait_until(lambda: any((home / "objects" / "derived" / "normalized").rglob("*.jpg")),
+                    "the ingest run identifies its first photo", timeout=90)
+        assert cli.poll() is None, cli.communicate()
+        assert _handles(home) == [cli.pid]
+
+        cli.send_signal(signum)
+        stdout, stderr = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+
+    assert cli.returncode == 128 + signum, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "covr: terminated" if signum == signal.SIGTERM else "covr: interrupted"), stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert _stopped(home), stderr
+    assert _handles(home) == []
+    # The run is recorded as ended in the instance `make dagster` shows, not left STARTED for ever.
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        [run] = instance.get_runs()
+    assert run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED), run.status
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -14,6 +14,8 @@ class Candidate:
     isbn13: str | None
     score: float
     title_score: float = 0.0
+    authors: tuple = ("Someone",)
+    copies: int = 0
 
 
 @dataclass
@@ -57,15 +59,25 @@ def test_title_match_needs_a_clear_lead():
 def test_a_perfect_title_without_its_author_is_enough():
     only_title = [Candidate("b1", "Rivers of Salt", None, 0.65, title_score=1.0)]
     assert choose(title_candidates=only_title).book_id == "b1"
-    weak = [Candidate("b1", "Rivers of Salt", None, 0.65, title_score=0.7)]
+    weak = [Candidate("b1", "Rivers of Salt", None, 0.5, title_score=0.7)]
     assert choose(title_candidates=weak).source is None
 
 
-def test_two_editions_with_one_title_are_not_guessed_from_text():
-    editions = [Candidate("b1", "Rivers of Salt", "9780306406157", 0.95),
-                Candidate("b2", "Rivers of Salt", "9781861972712", 0.95)]
+def test_two_editions_with_one_title_are_picked_deterministically_with_lower_confidence():
+    editions = [Candidate("b2", "Rivers of Salt", "9781861972712", 0.95),
+                Candidate("b1", "Rivers of Salt", "9780306406157", 0.95)]
     ident = choose(title_candidates=editions)
-    assert ident.source is None and ident.evidence["title_match"]["ambiguous_editions"]
+    assert (ident.source, ident.book_id) == ("ocr", "b1")  # neither in the network: the lowest ISBN
+    assert ident.confidence < 0.95 and ident.evidence["title_match"]["ambiguous_editions"]
+    assert "2 editions fit equally" in ident.evidence["why"]
+    assert choose(title_candidates=editions[::-1]).book_id == "b1"
+
+
+def test_the_edition_already_in_the_network_is_preferred():
+    editions = [Candidate("b1", "Dune", "9780306406157", 0.9), Candidate("b2", "Dune", "9781861972712", 0.9)]
+    editions[1].copies = 2
+    ident = choose(title_candidates=editions)
+    assert ident.book_id == "b2" and "already in the network: 2 copies" in ident.evidence["why"]
 
 
 def test_cover_similarity_is_the_last_resort():

@@ -6,7 +6,6 @@ import io
 import struct
 import subprocess
 import sys
-import zlib
 
 import imagehash
 import numpy as np
@@ -31,6 +30,7 @@ from covr_core.media.imaging import (
     thumbnail_jpeg,
 )
 from covr_core.media.imaging import _scale_for
+from tests.photos import png_header_only
 
 ORIENTATION = 0x0112
 GPS_IFD = 0x8825
@@ -71,17 +71,6 @@ def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
 def full_decode_phash(data: bytes) -> int:
     """The reference: imagehash on a full-resolution, EXIF-oriented decode."""
     return phash_from_hex(str(imagehash.phash(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose IHDR declares ``width`` x ``height`` but carries no pixel data; nothing is allocated."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    pixels = chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + pixels + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")

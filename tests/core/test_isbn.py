@@ -14,7 +14,7 @@ from covr_core.shared.isbn import (
     isbn13_check_digit,
     normalize_isbn,
 )
-from covr_pipelines.samples import hyphenate_isbn13, valid_isbn13
+from covr_pipelines.sample_photos import hyphenate_isbn13, valid_isbn13
 
 
 @pytest.mark.parametrize("isbn", ["9780306406157", "9780135957059", "9791034304233", "9780804429573"])

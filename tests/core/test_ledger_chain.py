@@ -11,7 +11,6 @@ import pytest
 
 from covr_core.ledger import canonical, chain, verify
 from covr_core.shared.errors import InvalidInput, NotFound
-from tests.core.ledger_support import aconn, copy_id, people  # noqa: F401
 
 
 def test_first_entry_follows_the_genesis_constant_and_the_head_moves(aconn, copy_id, people):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from covr_core.ledger import chain, checkpoint, merkle, proofs, verify
-from tests.core.ledger_support import aconn, copy_id, key, make_copy, people  # noqa: F401
+from tests.core.ledger_support import make_copy
 
 
 def _reference_root(leaves: list[bytes]) -> bytes:

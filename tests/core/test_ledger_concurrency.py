@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from covr_core.ledger import canonical, chain, verify
-from tests.core.ledger_support import aconn, copy_id, make_copy, people  # noqa: F401
+from tests.core.ledger_support import make_copy
 
 
 def _connect(db_url):

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from covr_core.ledger import canonical, chain, checkpoint, proofs, verify
-from tests.core.ledger_support import aconn, as_attacker, copy_id, key, make_copy, people  # noqa: F401
+from tests.core.ledger_support import as_attacker, make_copy
 
 
 @pytest.fixture

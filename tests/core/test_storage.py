@@ -11,7 +11,6 @@ import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from covr_core.media.storage import (
     LocalObjectStore,
@@ -26,16 +25,6 @@ from covr_core.media.storage import (
 
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 _buckets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    # Port 0: the OS picks a free port and the server reports it, so there is no probe-then-bind race.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def _new_bucket(endpoint: str) -> str:

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from covr_core.media import uploads
 from covr_core.media.storage import LocalObjectStore, parse_upload_key
@@ -132,15 +131,6 @@ def test_status_follows_ingest_and_is_private_to_the_uploader(conn, store, membe
         with pytest.raises(NotFound) as err:
             uploads.upload_status(conn, uploader_id=other, upload_id=upload_id)
         assert str(err.value) == f"upload {upload_id} not found"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def s3_settings(tmp_path, endpoint: str, **kw) -> Settings:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
 from covr_core.catalog.books import import_books, read_catalog_file
 from covr_core.contact.accounts import ensure_user
 from covr_pipelines.resources import build_resources
-from covr_pipelines.samples import jpeg_bytes, photograph, render_cover, valid_isbn13
+from covr_pipelines.sample_photos import valid_isbn13
 
 BOOKS = [
     ("The Quiet Orchard", "Maria Lindqvist"),
@@ -49,14 +48,3 @@ def user(conn):
         return ensure_user(conn, handle)
 
     return make
-
-
-def upload(store, user_id: str, data: bytes, ext: str = "jpg") -> str:
-    key = f"uploads/{user_id}/{uuid.uuid4()}.{ext}"
-    store.put(key, data)
-    return key
-
-
-def cover_photo(book: dict, *, seed: int = 0, size=(1600, 1200), barcode: bool = True, **kw) -> bytes:
-    cover = render_cover(book["title"], book["authors"][0], book["isbn13"], seed=seed, style=seed, barcode=barcode)
-    return jpeg_bytes(photograph(cover, size=size, seed=seed, **kw))

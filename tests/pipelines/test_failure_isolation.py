@@ -8,20 +8,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 
 from covr_core.dedup.failures import record_failure
 from covr_pipelines.definitions import ingest_job
 from covr_pipelines.defs.ingestion.sensors import OVERLAP, build_reconcile_sensor, build_retry_sensor
-from covr_pipelines.samples import jpeg_bytes
 from PIL import Image
-from tests.pipelines.conftest import cover_photo, upload
-from tests.pipelines.test_ingest_assets import ASSETS, images_by_key, run_ingest
 
-
-from covr_pipelines.defs.dedup.assets import every_accepted_image_decided  # noqa: E402
-from covr_pipelines.defs.ingestion.assets import every_object_recorded  # noqa: E402
-
-ASSETS_WITH_CHECKS = [*ASSETS, every_object_recorded, every_accepted_image_decided]
+from covr_pipelines.sample_photos import jpeg_bytes
+from tests.photos import cover_photo
+from tests.pipelines.ingest_runs import ASSETS_WITH_CHECKS, images_by_key, run_ingest, upload
 
 
 def test_a_one_pixel_jpeg_and_a_stray_key_do_not_sink_the_valid_photo(conn, catalog, resources, store, user):
@@ -192,3 +188,108 @@ def test_the_database_going_away_fails_the_run_and_a_retry_processes_each_image_
             {"k": keys, "fay": fay},
         ).fetchone()
     assert counts == (3, 3, 3, 3, 3)
+
+
+
+# Where the server stops: before the third image's row is written (two committed), or inside the second
+# image's dedup transaction, after its copy was written and before it commits (one committed, one rolled back).
+STOP_POINTS = {
+    "upload": ("covr_pipelines.defs.ingestion.assets", "record_image", 3, "uploaded_images", "accepted"),
+    "dedup": ("covr_pipelines.defs.dedup.assets", "resolve_failure", 2, "dedup_decisions", "decided"),
+}
+
+
+@pytest.mark.parametrize("stage", list(STOP_POINTS))
+def test_stopping_the_embedded_server_mid_batch_then_retrying_processes_each_image_once(tmp_path, monkeypatch,
+                                                                                       stage):
+    """`covr db stop` lands while a run works through its batch: the run fails, and the next run finishes it.
+
+    The server is an embedded one of this test's own (its own COVR_HOME), really stopped and started again,
+    not the session's.
+    """
+    import importlib
+    import json
+
+    import psycopg
+
+    from covr_core.catalog.books import import_books, read_catalog_file
+    from covr_core.contact.accounts import ensure_user
+    from covr_core.platform.db import Database, embedded_server_pid, stop_embedded
+    from covr_core.platform.migrations import migrate
+    from covr_core.platform.settings import Settings
+    from covr_pipelines.defs.ingestion.sensors import ingest_run_request
+    from covr_pipelines.resources import build_resources
+    from covr_pipelines.sample_photos import SAMPLE_BOOKS
+
+    module_name, function, stop_at_call, failing_step, done_metadata = STOP_POINTS[stage]
+    settings = Settings(home=tmp_path / "covr", database_url=None)
+    books = [{"isbn13": isbn, "title": title, "authors": [author]} for title, author, isbn in SAMPLE_BOOKS[:4]]
+    catalog_file = tmp_path / "catalog.jsonl"
+    catalog_file.write_text("".join(json.dumps(b) + "\n" for b in books))
+    with Database.from_settings(settings) as db, db.connection() as conn:
+        migrate(conn)
+        import_books(conn, list(read_catalog_file(catalog_file)))
+        gus = ensure_user(conn, "gus")
+    resources = build_resources(settings)
+    keys = [upload(resources["object_store"].store(), gus, cover_photo(book, seed=30 + i))
+            for i, book in enumerate(books)]
+
+    module = importlib.import_module(module_name)
+    real, calls = getattr(module, function), []
+
+    def stop_the_server_first(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == stop_at_call:
+            assert stop_embedded(settings.pg_data_dir) is not None, "the embedded server was not running"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, function, stop_the_server_first)
+    gone = dg.materialize(ASSETS_WITH_CHECKS, resources=resources, run_config=ingest_run_request(keys).run_config,
+                          raise_on_error=False)
+    monkeypatch.undo()
+
+    assert not gone.success and len(calls) == stop_at_call
+    [failure] = [e for e in gone.all_events if e.is_step_failure]
+    assert failure.step_key == failing_step
+    cause = failure.event_specific_data.error.cause  # psycopg's AdminShutdown: the server is going down
+    assert issubclass(getattr(psycopg.errors, cause.cls_name), psycopg.OperationalError), cause.to_string()
+    assert embedded_server_pid(settings.pg_data_dir) is None, "the run left the stopped server running"
+
+    # The next run (the retry sensor's, or a re-execution) starts the server again, as any covr process does,
+    # and does exactly what the first left undone: the images after the stop point.
+    retry = run_ingest(build_resources(settings), keys)
+    done = retry.asset_materializations_for_node(failing_step)[0].metadata
+    assert done[done_metadata].value == 4 - (stop_at_call - 1)
+
+    with Database.from_settings(settings) as db, db.connection() as conn:
+        per_image = conn.execute(
+            """
+            select i.object_key, i.status,
+                   (select count(*) from media.image m where m.object_key = i.object_key) as images,
+                   (select count(*) from ingest.identification d where d.image_id = i.image_id) as identifications,
+                   (select count(*) from ingest.dedup_result r where r.image_id = i.image_id) as decisions,
+                   (select count(*) from catalog.copy c join ingest.dedup_result r using (copy_id)
+                    where r.image_id = i.image_id) as copies,
+                   (select count(*) from outbox.event e where e.type = 'ImageUploaded'
+                    and e.payload->>'image_id' = i.image_id::text) as uploaded_events,
+                   (select count(*) from outbox.event e where e.type = 'BookIdentified'
+                    and e.payload->>'image_id' = i.image_id::text) as identified_events,
+                   (select count(*) from outbox.event e where e.type = 'DedupResolved'
+                    and e.payload->>'image_id' = i.image_id::text) as resolved_events
+            from media.image i
+            """
+        ).fetchall()
+        totals = conn.execute(
+            """
+            select (select count(*) from catalog.copy where current_holder_id = %s) as copies,
+                   (select count(*) from outbox.event) as events,
+                   (select count(*) from ingest.failure where resolved_at is null) as open_failures
+            """,
+            (gus,),
+        ).fetchone()
+    once = {"status": "accepted", "images": 1, "identifications": 1, "decisions": 1, "copies": 1,
+            "uploaded_events": 1, "identified_events": 1, "resolved_events": 1}
+    assert sorted(r["object_key"] for r in per_image) == sorted(keys)
+    assert [{k: v for k, v in r.items() if k != "object_key"} for r in per_image] == [once] * 4, per_image
+    assert totals == {"copies": 4, "events": 12, "open_failures": 0}
+    assert embedded_server_pid(settings.pg_data_dir) is None, "no Postgres is left behind"

@@ -9,35 +9,10 @@ import pytest
 from PIL import Image
 
 from covr_core.media.storage import derived_key
-from covr_pipelines.defs.dedup.assets import dedup_decisions, every_accepted_image_decided
-from covr_pipelines.defs.identification.assets import book_identifications
-from covr_pipelines.defs.ingestion.assets import every_object_recorded, uploaded_images
-from covr_pipelines.defs.ingestion.sensors import ingest_run_request
-from covr_pipelines.defs.vectors.assets import cover_vectors
 from covr_pipelines.resources import IngestPolicyResource
-from tests.core.test_imaging import png_header_only
-from covr_pipelines.samples import exif_rotated_jpeg, heic_bytes, photograph, render_cover
-from tests.pipelines.conftest import cover_photo, upload
-
-ASSETS = [uploaded_images, book_identifications, dedup_decisions, cover_vectors]
-
-
-def run_ingest(resources, keys, instance=None):
-    result = dg.materialize(
-        [*ASSETS, every_object_recorded, every_accepted_image_decided],
-        resources=resources,
-        run_config=ingest_run_request(keys).run_config,
-        instance=instance,
-    )
-    assert result.success
-    return result
-
-
-def images_by_key(conn, keys):
-    rows = conn.execute(
-        "select * from read_model.ingest_decision where object_key = any(%s)", (keys,)
-    ).fetchall()
-    return {r["object_key"]: r for r in rows}
+from covr_pipelines.sample_photos import exif_rotated_jpeg, heic_bytes, photograph, render_cover
+from tests.photos import cover_photo, png_header_only
+from tests.pipelines.ingest_runs import images_by_key, run_ingest, upload
 
 
 def test_hostile_files_are_rejected_with_reasons_and_the_batch_goes_on(conn, catalog, resources, store, user):

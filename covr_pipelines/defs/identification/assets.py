@@ -8,13 +8,11 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from covr_core.dedup.failures import describe_failure, is_database_outage, resolve_failure
-from covr_core.identification.identify import choose_identification
+from covr_core.dedup.ingest import batch_images, record_identification
+from covr_core.identification.recognition import Reading, identify_reading, known_books, read_photo
 from covr_core.media.imaging import load_for_recognition, normalized_jpeg
-from covr_core.dedup.ingest import batch_images, books_by_isbns, record_identification
-from covr_core.shared.isbn import find_isbns_in_text
-from covr_core.identification.ocr import ocr_for_identification
+from covr_core.media.rectify import rectified
 from covr_core.media.storage import derived_key
-from covr_core.identification.title_match import match_title
 from covr_core.vectors.stores import CoverPoint, PgVectorStore
 from covr_pipelines.defs.ingestion.assets import batch_run_id, fail_image
 from covr_pipelines.resources import (
@@ -38,12 +36,7 @@ class Seen:
     """What the recognisers read from one photo, before the catalog is consulted."""
 
     image: dict
-    barcode_isbn: str | None = None
-    barcode: dict = field(default_factory=dict)
-    ocr_text: str = ""
-    ocr_confident: str = ""  # only the lines tesseract is fairly sure of
-    ocr_lines: tuple = ()
-    ocr: dict = field(default_factory=dict)
+    reading: Reading | None = None
     rgb: object | None = None
     timings_ms: dict = field(default_factory=dict)
     error: BaseException | None = None  # what stopped the recognisers on this photo
@@ -57,38 +50,23 @@ def _read_isolated(image: dict, *args) -> Seen:
         return Seen(image=image, error=exc)
 
 
-def _read(image: dict, store, ocr: OcrResource, barcode: BarcodeResource, keep_rgb: bool, is_known) -> Seen:
+def _read(image: dict, store, ocr: OcrResource, keep_rgb: bool, is_known) -> Seen:
     """Decode once at recognition scale; share it between the derivative, barcode, OCR and CLIP."""
     seen = Seen(image=image)
     t0 = time.perf_counter()
     data = store.get(image["object_key"])
     rgb = load_for_recognition(data, mode="RGB")
-    gray = rgb.convert("L")
     store.put(derived_key(image["object_key"], "normalized"), normalized_jpeg(rgb), content_type="image/jpeg")
     t1 = time.perf_counter()
-    result = barcode.read(gray)
-    seen.barcode_isbn = result.isbn13
-    seen.barcode = {"codes": result.codes, "attempts": len(result.attempts)}
-    t2 = time.perf_counter()
-    # OCR is the dearest stage; a barcode the catalog knows leaves it nothing to add. An unknown
-    # ISBN still needs it, for a provisional title.
-    if seen.barcode_isbn and is_known(seen.barcode_isbn):
-        seen.ocr = {"skipped": "barcode ISBN found in the catalog"}
-    else:
-        text = ocr_for_identification(ocr.get_engine(), gray)
-        seen.ocr_text = text.text
-        seen.ocr_lines = text.lines
-        seen.ocr_confident = text.confident_text()
-        seen.ocr = {"confident_text": seen.ocr_confident[:400], "mean_confidence": text.mean_confidence,
-                    "lines_read": len(text.lines)}
-    t3 = time.perf_counter()
-    seen.rgb = rgb if keep_rgb else None
-    seen.timings_ms = {"decode": round((t1 - t0) * 1e3, 1), "barcode": round((t2 - t1) * 1e3, 1),
-                       "ocr": round((t3 - t2) * 1e3, 1)}
+    seen.reading = read_photo(rgb, ocr.get_engine(), is_known=is_known)
+    if keep_rgb:
+        # The embedding sees the book, flattened, when its outline was found; the whole frame otherwise.
+        seen.rgb = rectified(rgb, seen.reading.cover) if seen.reading.cover is not None else rgb
+    seen.timings_ms = {"decode": round((t1 - t0) * 1e3, 1), **seen.reading.timings_ms}
     return seen
 
 
-@dg.asset(group_name=GROUP, kinds={"python", "postgres", "tesseract"}, deps=["uploaded_images"])
+@dg.asset(group_name=GROUP, kinds={"python", "postgres", "onnx"}, deps=["uploaded_images"])
 def book_identifications(
     context: dg.AssetExecutionContext,
     postgres: PostgresResource,
@@ -109,7 +87,7 @@ def book_identifications(
     by_source = {"isbn": 0, "ocr": 0, "embedding": 0, "none": 0}
     failed = []
     run_id = batch_run_id(context)
-    stage_ms = {"decode": 0.0, "barcode": 0.0, "ocr": 0.0, "embed": 0.0}
+    stage_ms = {"decode": 0.0, "barcode": 0.0, "cover": 0.0, "ocr": 0.0, "embed": 0.0}
 
     with postgres.connection() as conn:
         images = batch_images(conn, run_id, missing="identification")
@@ -117,7 +95,7 @@ def book_identifications(
 
         def is_known(isbn: str) -> bool:
             with postgres.connection() as own:  # called from worker threads: a connection each
-                return bool(books_by_isbns(own, [isbn]))
+                return bool(known_books(own, [isbn]))
 
         def embed(seen: list[Seen]) -> dict:
             """Embed a chunk's covers and store the vectors; runs beside the reading of the next chunk."""
@@ -159,7 +137,7 @@ def book_identifications(
                     fail(s, s.error)
                     continue
                 for k, v in s.timings_ms.items():
-                    stage_ms[k] += v
+                    stage_ms[k] = stage_ms.get(k, 0.0) + v
                 try:
                     ident = _identify(conn, s, openlibrary, vector_store, vectors_by_image, policy)
                     with conn.transaction():
@@ -184,7 +162,7 @@ def book_identifications(
             for start in range(0, len(images) + CHUNK, CHUNK):
                 chunk = images[start : start + CHUNK]
                 seen = list(pool.map(
-                    lambda im: _read_isolated(im, store, ocr, barcode, model is not None, is_known), chunk))
+                    lambda im: _read_isolated(im, store, ocr, model is not None, is_known), chunk))
                 if pending is not None:
                     finish(pending[0], pending[1].result())
                 pending = (seen, clip.submit(embed_isolated, seen)) if seen else None
@@ -204,41 +182,16 @@ def book_identifications(
 
 def _identify(conn, seen: Seen, openlibrary, vector_store, vectors_by_image, policy):
     image_id = str(seen.image["image_id"])
-    ocr_isbns = find_isbns_in_text(seen.ocr_text)
-    isbns = [i for i in [seen.barcode_isbn, *ocr_isbns] if i]
-    known = books_by_isbns(conn, isbns)
-    metadata = None
-    evidence = {"barcode": seen.barcode, "ocr": seen.ocr, "ocr_isbns": ocr_isbns, "timings_ms": seen.timings_ms}
-    lead_isbn = seen.barcode_isbn or (ocr_isbns[0] if ocr_isbns else None)
-    if lead_isbn and lead_isbn not in known and openlibrary is not None:
-        record = openlibrary.lookup(lead_isbn)
-        if record is not None:
-            metadata = {"provider": "openlibrary", **record.model_dump()}
-            known[lead_isbn] = {"book_id": None, "title": record.title}
-    if metadata:
-        evidence["metadata"] = metadata
-    candidates = []
-    # Low-confidence lines are mostly background read as text: they add candidates, not evidence.
-    confident = seen.ocr_confident or seen.ocr_text
-    if not seen.barcode_isbn and not any(i in known for i in ocr_isbns) and confident.strip():
-        candidates = match_title(conn, confident, limit=5)
-        evidence["title_candidates"] = [
-            {"book_id": str(c.book_id), "title": c.title, "score": round(c.score, 4)} for c in candidates
-        ]
     hits = []
     if vector_store is not None and image_id in vectors_by_image:
         hits = vector_store.search(vectors_by_image[image_id], limit=5, exclude_image_ids=[image_id])
-        evidence["embedding_candidates"] = [
+    ident = identify_reading(
+        conn, seen.reading, lookup=openlibrary.lookup if openlibrary is not None else None,
+        embedding_hits=hits, embedding_min_score=policy.embedding_identify,
+    )
+    ident.evidence["timings_ms"] = seen.timings_ms
+    if hits:
+        ident.evidence["embedding_candidates"] = [
             {"image_id": h.image_id, "book_id": h.book_id, "score": round(h.score, 4)} for h in hits
         ]
-    return choose_identification(
-        barcode_isbn=seen.barcode_isbn,
-        ocr_isbns=ocr_isbns,
-        books_by_isbn=known,
-        title_candidates=candidates,
-        embedding_hits=hits,
-        ocr_text=seen.ocr_text,
-        ocr_lines=seen.ocr_lines,
-        evidence=evidence,
-        embedding_min_score=policy.embedding_identify,
-    )
+    return ident

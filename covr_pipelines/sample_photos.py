@@ -1,4 +1,8 @@
-"""Synthetic book covers and phone-like photographs of them: real pixels for the demo, benchmarks and tests."""
+"""Sample photos: synthetic book covers, phone-like photographs of them, and the files of `covr demo`.
+
+The one generator of sample pixels. `covr demo` (write_demo_files) and the benchmarks use it, and so do the tests,
+through tests/photos.py; it is in the installed package because `covr demo` runs from an installed copy.
+"""
 
 from __future__ import annotations
 
@@ -355,10 +359,20 @@ SAMPLE_BOOKS: tuple[tuple[str, str, str], ...] = tuple(
 
 
 def cover_photo_jpeg(
-    title: str, author: str, isbn13: str | None, *, seed: int = 0, size: tuple[int, int] = (4000, 3000), **kw
+    title: str,
+    author: str,
+    isbn13: str | None,
+    *,
+    seed: int = 0,
+    size: tuple[int, int] = (4000, 3000),
+    barcode: bool = True,
+    **kw,
 ) -> bytes:
-    """A photographed cover as phone JPEG bytes: the usual input of every ingest test and benchmark."""
-    cover = render_cover(title, author, isbn13, seed=seed, style=seed)
+    """A photographed cover as phone JPEG bytes: the usual input of every ingest test and benchmark.
+
+    barcode=False prints the ISBN as a line of text without bars (see render_cover); kw go to photograph().
+    """
+    cover = render_cover(title, author, isbn13, seed=seed, style=seed, barcode=barcode)
     return jpeg_bytes(photograph(cover, size=size, seed=seed, **kw))
 
 
