@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from covr_api import errors
 from covr_api.routes import auth, contacts, copies, health, history, notifications, uploads, users
 from covr_api.routes import handovers, requests, suspected_exchanges
+from covr_api.routes import search
 from covr_core.contact.accounts import LoginPolicy, TokenPolicy, signing_secret
 from covr_core.platform import migrations
 from covr_core.platform.db import Database
@@ -31,6 +32,8 @@ ROUTERS = [
     handovers.returns_router,
     suspected_exchanges.router,
     history.router,
+    search.router,
+    search.similar_router,
 ]
 
 

@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     claim.set_defaults(handler=cmd_claim_code)
 
     _notifications_parser(sub)
+    _search_parser(sub)
     ledger = sub.add_parser("ledger", help="the provenance ledger").add_subparsers(required=True, metavar="ACTION")
     keygen = ledger.add_parser("keygen", help="write a new Ed25519 checkpoint signing key")
     keygen.add_argument("--out", type=Path, help="where to write the PEM (default: the configured key file)")
@@ -828,6 +829,111 @@ def cmd_ledger_checkpoint(args, settings: Settings) -> int:
     where = checkpoint.export(_ledger_store(settings), cp)
     print(f"checkpoint {cp.checkpoint_id}: {cp.tree_size} copies, root {cp.root_hash.hex()}, key {cp.key_id}, "
           f"exported to {where}")
+    return 0
+
+
+# --- search -------------------------------------------------------------------------------------------------------
+
+
+def _search_parser(sub) -> None:
+    search = sub.add_parser(
+        "search", help="search copies (`covr search sync` runs the index's sync worker)",
+        description="Search the copies index: words with typo tolerance and a prefix on the last word, a "
+                    "Meilisearch filter expression, sort fields. `covr search sync [--once]` keeps the index in "
+                    "step with the outbox instead (to search for the word sync, write `covr search 'sync '`).")
+    search.add_argument("query", nargs="*", help="words; \"quoted words\" are an exact phrase")
+    search.add_argument("--filter", metavar="EXPR", help="e.g. 'status = available AND published_year >= 2000'")
+    search.add_argument("--sort", metavar="FIELD", help="title, published_year, condition_grade or created_at, "
+                                                        "with :asc or :desc; several separated by commas")
+    search.add_argument("--as", dest="as_user", metavar="USER", help="search as this member (handle): only the "
+                                                                     "copies they may see; default: every copy")
+    search.add_argument("--facets", metavar="FIELDS", help="count matches by these filterable fields")
+    search.add_argument("--limit", type=int, default=20)
+    search.add_argument("--offset", type=int, default=0)
+    search.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    search.add_argument("--once", action="store_true", help="(sync) handle every readable event, then exit")
+    search.add_argument("--interval", type=float, default=2.0, metavar="S", help="(sync) seconds between rounds")
+    search.set_defaults(handler=cmd_search)
+    sub.add_parser("reindex", help="rebuild the search index and the cover vectors from Postgres and swap them in"
+                   ).set_defaults(handler=cmd_reindex)
+
+
+def _search_backend(db: Database, settings: Settings):
+    from covr_core.search.backends import backend_from_settings
+
+    return backend_from_settings(settings, db.connection)
+
+
+def cmd_search(args, settings: Settings) -> int:
+    if args.query == ["sync"]:
+        return _search_sync(args, settings)
+    from covr_core.search.service import search_copies
+
+    db = _open(settings)
+    try:
+        backend = _search_backend(db, settings)
+        with db.connection() as conn:
+            viewer = None
+            if args.as_user:
+                row = conn.execute("select user_id from contact.user where handle = %s",
+                                   (normalise_handle(args.as_user),)).fetchone()
+                if row is None:
+                    raise UsageError(f"no member with handle {args.as_user!r}")
+                viewer = str(row["user_id"])
+            result = search_copies(conn, backend, viewer_id=viewer, q=" ".join(args.query), filter=args.filter,
+                                   sort=args.sort, limit=args.limit, offset=args.offset, facets=args.facets)
+    except DomainError as exc:
+        print(f"covr: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        return 0
+    for hit in result.hits:
+        year = f" ({hit['published_year']})" if hit["published_year"] else ""
+        authors = f" - {', '.join(hit['authors'])}" if hit["authors"] else ""
+        print(f"{hit['title']}{authors}{year}  [{hit['status']}, held by {hit['current_holder_name']}]  "
+              f"copy {hit['copy_id']}")
+    for name, counts in result.facets.items():
+        print(f"{name}: " + ", ".join(f"{value} {n}" for value, n in counts.items()))
+    print(f"{len(result.hits)} shown of {result.total}{'+' if result.total >= 1000 else ''} match(es), "
+          f"{result.took_ms:.1f} ms ({result.backend})")
+    return 0
+
+
+def _search_sync(args, settings: Settings) -> int:
+    """The sync worker runs until SIGTERM or Ctrl-C; each round that does something prints one line."""
+    from covr_core.search import sync
+    from covr_core.search.vectors import payload_updater
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be a positive number of seconds")
+    db = _open(settings)
+    try:
+        backend = _search_backend(db, settings)
+        if not args.once:
+            print(f"search sync on {_where(db, settings)} into {backend.describe()}", flush=True)
+        last = sync.run(db.connection, backend, vector_payloads=payload_updater(settings), once=args.once,
+                        interval_s=args.interval, report=lambda r: print(f"search sync: {r.line()}", flush=True))
+    finally:
+        db.close()
+    return 1 if last.error else 0
+
+
+def cmd_reindex(args, settings: Settings) -> int:
+    from covr_core.search.vectors import rebuild_vectors
+
+    db = _open(settings)
+    try:
+        backend = _search_backend(db, settings)
+        report = backend.reindex(db.connection)
+        print(f"search: {report.documents} document(s) into {report.target} in {report.seconds:.1f} s "
+              f"({report.documents / max(report.seconds, 1e-9):.0f}/s)")
+        vectors = rebuild_vectors(settings, db.connection)
+        print(f"vectors: {vectors.points} point(s) into {vectors.target} in {vectors.seconds:.1f} s")
+    finally:
+        db.close()
     return 0
 
 

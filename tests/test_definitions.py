@@ -12,17 +12,20 @@ from covr_pipelines.definitions import INGEST_JOB, build_definitions
 
 ASSETS = {"uploaded_images", "book_identifications", "dedup_decisions", "cover_vectors"}
 LEDGER_ASSETS = {"ledger_checkpoint"}
+SEARCH_ASSETS = {"copy_search_index", "cover_vector_index"}
 CHECKS = {("uploaded_images", "every_object_recorded"), ("dedup_decisions", "every_accepted_image_decided"),
           ("ledger_checkpoint", "ledger_chains_verify"), ("uploaded_images", "no_upload_unprocessed"),
-          ("uploaded_images", "no_failed_image_forgotten"), ("cover_vectors", "vectors_match_embedded_images")}
-SCHEDULES = {"ledger_verification_schedule", "ledger_checkpoint_schedule"}
+          ("uploaded_images", "no_failed_image_forgotten"), ("cover_vectors", "vectors_match_embedded_images"),
+          ("copy_search_index", "documents_match_copies"), ("copy_search_index", "sample_matches_model")}
+SCHEDULES = {"ledger_verification_schedule", "ledger_checkpoint_schedule", "search_reindex_schedule"}
 SENSORS = {"new_uploads_sensor", "upload_reconcile_sensor", "failed_images_retry_sensor"}
 RUN_FAILURE_SENSORS = {"run_failure_alert_sensor"}
 
 
 def _assert_complete(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
-    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS | LEDGER_ASSETS
+    keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
+    assert keys == ASSETS | LEDGER_ASSETS | SEARCH_ASSETS
     assert {s.name for s in repo.schedule_defs} == SCHEDULES
     assert {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys} == CHECKS
     assert {s.name for s in repo.sensor_defs} == SENSORS | RUN_FAILURE_SENSORS
@@ -32,7 +35,7 @@ def _assert_complete(defs: dg.Definitions) -> None:
     for sensor in repo.sensor_defs:
         if sensor.name in SENSORS:
             assert sensor.job_name == INGEST_JOB
-    for key in ASSETS | LEDGER_ASSETS:  # an owner for every asset, its context's team
+    for key in ASSETS | LEDGER_ASSETS | SEARCH_ASSETS:  # an owner for every asset, its context's team
         spec = repo.asset_graph.get(dg.AssetKey(key))
         assert spec.owners and spec.owners[0] == f"team:{spec.group_name}"
     dg.Definitions.validate_loadable(defs)

@@ -18,7 +18,9 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
+from covr_core.shared.events import BookUpdated
 from covr_core.shared.isbn import is_valid_isbn10, is_valid_isbn13, normalize_isbn
+from covr_core.shared.outbox import append_event
 
 __all__ = [
     "BookRecord",
@@ -611,7 +613,7 @@ where b.metadata_source <> 'manual'
        or (excluded.language is not null and excluded.language is distinct from b.language)
        or not (excluded.tags <@ b.tags))
 -- xmax is 0 only on a freshly inserted row version: the standard way to tell insert from update in one statement.
-returning (xmax = 0) as inserted
+returning (xmax = 0) as inserted, b.book_id
 """
 
 _INSERT_WITHOUT_ISBN = """
@@ -668,6 +670,9 @@ def _write(cur: psycopg.Cursor, record: BookRecord) -> str:
         return "inserted" if _insert_unless_known(cur, record) else "skipped"
     row = cur.execute(_UPSERT_BY_ISBN, record.model_dump()).fetchone()
     if row is not None:
+        if not row["inserted"]:
+            # The copies of an edited book carry its fields in their search documents.
+            append_event(cur.connection, BookUpdated(book_id=str(row["book_id"])))
         return "inserted" if row["inserted"] else "updated"
     # The conflicting row was left alone: curated by hand, or already what the record says. The upsert locked it.
     existing = cur.execute("select metadata_source from catalog.book where isbn13 = %s", (record.isbn13,)).fetchone()

@@ -27,7 +27,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from covr_core.shared.errors import InvalidInput, InvalidTransition, NotFound
+from covr_core.shared.events import CopyLost, CopyUpdated, CopyWithdrawn
 from covr_core.shared.ids import is_uuid
+from covr_core.shared.outbox import append_event
 
 STATUSES: tuple[str, ...] = ("available", "unavailable", "requested", "on_loan", "withdrawn", "lost")
 AVAILABILITY: tuple[str, ...] = ("available", "unavailable")
@@ -66,15 +68,61 @@ def create_copy(
 
 # --- reading ------------------------------------------------------------------------------------------------------
 
-# A copy `viewer` may see. Reads contact.link directly: reads across schemas are fine, writes are not.
-_VISIBLE = """
-    (c.owner_id = %(viewer)s or c.current_holder_id = %(viewer)s
-     or (c.status not in ('withdrawn', 'lost') and exists (
-            select 1 from contact.link l
-            where l.status = 'accepted'
-              and ((l.user_id = %(viewer)s and l.contact_id = c.current_holder_id)
-                   or (l.contact_id = %(viewer)s and l.user_id = c.current_holder_id)))))
+# Statuses of a copy that only its owner and holder still see; contacts of the holder see every other status.
+HIDDEN_FROM_CONTACTS: tuple[str, ...] = ("withdrawn", "lost")
+
+
+def visible_sql(alias: str = "c", viewer: str = "%(viewer)s") -> str:
+    """The visibility rule as a SQL predicate on any relation with owner_id, current_holder_id and status.
+
+    Read models (search documents) apply the same rule through this, so there is one rule. Reads contact.link
+    directly: reads across schemas are fine, writes are not.
+    """
+    hidden = ", ".join(f"'{s}'" for s in HIDDEN_FROM_CONTACTS)
+    # The contacts are an uncorrelated subquery: Postgres computes them once per statement and probes a hash,
+    # instead of one lookup in contact.link per candidate row (a search ranks thousands).
+    return f"""
+    ({alias}.owner_id = {viewer} or {alias}.current_holder_id = {viewer}
+     or ({alias}.status not in ({hidden}) and {alias}.current_holder_id in (
+            select case when l.user_id = {viewer} then l.contact_id else l.user_id end
+            from contact.link l
+            where l.status = 'accepted' and (l.user_id = {viewer} or l.contact_id = {viewer}))))
 """
+
+
+def visible_candidates_sql(alias: str = "c", viewer: str = "%(viewer)s") -> str:
+    """A condition every copy `visible_sql` admits meets, in a form indexes on owner_id and current_holder_id serve:
+    owned by the viewer, or held by the viewer or one of their accepted contacts. AND it with `visible_sql` so
+    Postgres can start from the viewer's few copies instead of testing every candidate."""
+    return f"""
+    ({alias}.owner_id = {viewer} or {alias}.current_holder_id = any(array(
+        select {viewer} union all
+        select case when l.user_id = {viewer} then l.contact_id else l.user_id end
+        from contact.link l
+        where l.status = 'accepted' and (l.user_id = {viewer} or l.contact_id = {viewer}))))
+"""
+
+
+def contact_ids(conn: psycopg.Connection, viewer_id: str) -> list[str]:
+    """The members whose held copies `viewer_id` sees (outside HIDDEN_FROM_CONTACTS): their accepted contacts.
+
+    For read models that filter outside Postgres (Meilisearch): owner or holder is the viewer, or the holder is one
+    of these and the status is not hidden from contacts; exactly `visible_sql`.
+    """
+    rows = conn.execute(
+        """
+        select case when l.user_id = %(viewer)s then l.contact_id else l.user_id end as contact_id
+        from contact.link l
+        where l.status = 'accepted' and (l.user_id = %(viewer)s or l.contact_id = %(viewer)s)
+        order by 1
+        """,
+        {"viewer": viewer_id},
+    ).fetchall()
+    return [str(r["contact_id"] if isinstance(r, dict) else r[0]) for r in rows]
+
+
+# A copy `viewer` may see.
+_VISIBLE = visible_sql()
 
 _COPY_SELECT = """
     select c.copy_id, c.status, c.condition_grade, c.notes, c.tags, c.created_at, c.updated_at,
@@ -323,6 +371,9 @@ def update_copy(
             sets.append("tags = %(tags)s")
             params["tags"] = tag_list
         conn.execute(f"update catalog.copy set {', '.join(sets)} where copy_id = %(copy)s", params)
+        changed = [name for name, value in (("notes", clean_notes), ("tags", tag_list), ("availability", availability))
+                   if value is not UNSET]
+        append_event(conn, CopyUpdated(copy_id=str(row["copy_id"]), owner_id=user_id, fields=changed))
     return view_copy(conn, viewer_id=user_id, copy_id=copy_id, thumbnail_url=thumbnail_url)
 
 
@@ -352,6 +403,7 @@ def withdraw_copy(
         conn.execute(
             "update catalog.copy set status = 'withdrawn', updated_at = now() where copy_id = %s", (copy_id,)
         )
+        append_event(conn, CopyWithdrawn(copy_id=str(row["copy_id"]), owner_id=user_id))
     return view_copy(conn, viewer_id=user_id, copy_id=copy_id, thumbnail_url=thumbnail_url)
 
 
@@ -366,4 +418,5 @@ def mark_copy_lost(
         if row["status"] == "lost":
             raise InvalidTransition(f"copy {copy_id} is already lost")
         conn.execute("update catalog.copy set status = 'lost', updated_at = now() where copy_id = %s", (copy_id,))
+        append_event(conn, CopyLost(copy_id=str(row["copy_id"]), reported_by=user_id))
     return view_copy(conn, viewer_id=user_id, copy_id=copy_id, thumbnail_url=thumbnail_url)

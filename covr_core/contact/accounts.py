@@ -27,6 +27,8 @@ from covr_core.contact._tokens import (
 )
 from covr_core.shared.ids import is_uuid
 from covr_core.shared.errors import Conflict, InvalidInput, RateLimited, Unauthorized
+from covr_core.shared.events import MemberRenamed
+from covr_core.shared.outbox import append_event
 
 HANDLE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 MIN_PASSWORD_CHARS = 10
@@ -295,7 +297,8 @@ def claim(
             "select 1 from contact.user where email = %s and user_id <> %s", (email, row["user_id"])
         ).fetchone():
             raise Conflict(f"e-mail {email!r} is already registered")
-        return conn.execute(
+        before = conn.execute("select display_name from contact.user where user_id = %s", (row["user_id"],)).fetchone()
+        user = conn.execute(
             """
             update contact.user set password_hash = %s, claimed_at = now(),
                    email = coalesce(%s, email), display_name = coalesce(%s, display_name)
@@ -304,6 +307,10 @@ def claim(
             """,
             (hashed, email, display_name, row["user_id"]),
         ).fetchone()
+        if user["display_name"] != before["display_name"]:
+            # Search documents name the holder of each copy.
+            append_event(conn, MemberRenamed(user_id=str(user["user_id"]), display_name=user["display_name"]))
+        return user
 
 
 def get_user(conn: psycopg.Connection, user_id: str) -> dict:

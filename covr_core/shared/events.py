@@ -170,9 +170,59 @@ class SuspectedExchangeDismissed(Event):
     dismissed_by: str
 
 
+def change_id() -> str:
+    """A fresh id for a change that can happen to one subject many times (an edit, a rename)."""
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+class CopyUpdated(Event):
+    """The owner changed a copy's notes, tags or availability; `fields` names what changed."""
+
+    event: Literal["CopyUpdated"] = "CopyUpdated"
+    change_id: str = Field(default_factory=change_id)
+    copy_id: str
+    owner_id: str
+    fields: list[str]
+
+
+class CopyWithdrawn(Event):
+    """The owner took a copy out of circulation for good."""
+
+    event: Literal["CopyWithdrawn"] = "CopyWithdrawn"
+    copy_id: str
+    owner_id: str
+
+
+class CopyLost(Event):
+    """The owner or the holder recorded that a copy is lost."""
+
+    event: Literal["CopyLost"] = "CopyLost"
+    copy_id: str
+    reported_by: str
+
+
+class BookUpdated(Event):
+    """A book's title, authors, year, language or tags changed (a catalog import)."""
+
+    event: Literal["BookUpdated"] = "BookUpdated"
+    change_id: str = Field(default_factory=change_id)
+    book_id: str
+
+
+class MemberRenamed(Event):
+    """A member's display name changed; documents that name them as holder follow."""
+
+    event: Literal["MemberRenamed"] = "MemberRenamed"
+    change_id: str = Field(default_factory=change_id)
+    user_id: str
+    display_name: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["event"].default: cls
     for cls in (ImageUploaded, BookIdentified, DedupResolved, RequestCreated, ExchangeAccepted, ExchangeCompleted,
                 ExchangeSuspected, RequestDeclined, RequestCancelled, ReturnStarted, ReturnCancelled,
-                SuspectedExchangeDismissed)
+                SuspectedExchangeDismissed, CopyUpdated, CopyWithdrawn, CopyLost, BookUpdated, MemberRenamed)
 }

@@ -43,6 +43,11 @@ _SUBJECT_FIELD = {
     "ReturnStarted": "exchange_id",
     "ReturnCancelled": "exchange_id",
     "SuspectedExchangeDismissed": "suspected_exchange_id",
+    "CopyUpdated": "change_id",
+    "CopyWithdrawn": "copy_id",
+    "CopyLost": "copy_id",
+    "BookUpdated": "change_id",
+    "MemberRenamed": "change_id",
 }
 
 

@@ -1,0 +1,284 @@
+"""The embedded default: the copies index as a Postgres table with a weighted tsvector, in the same database.
+
+Ranking, best first: every query word matched without a typo; then the sort asked for; then a title equal to the
+query; then ts_rank over the weights title 1.0 > authors 0.4 > tags 0.2 > notes 0.1; then the shorter title; then
+the newest. The title and authors are indexed folded, so they are the search_terms already (a search_terms match is
+a title or author match, ranked as such) and search_terms are not indexed twice.
+The last query word also matches as a prefix, and words of 5 letters or more match dictionary terms one edit away
+(two from 9 letters), as Meilisearch does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from covr_core.catalog.copies import visible_candidates_sql, visible_sql
+from covr_core.search.backend import (
+    MAX_FACET_VALUES,
+    MAX_TOTAL_HITS,
+    Connect,
+    ReindexReport,
+    Scope,
+    SearchBackend,
+    SearchRequest,
+    SearchResult,
+    SyncReport,
+)
+from covr_core.search.dictionary import TermDictionary
+from covr_core.search.document import FIELDS, MODEL
+from covr_core.search.query import ARRAY_FIELDS, ParsedQuery, Sort, to_sql
+
+TABLE, TERMS = "search.copy_document", "search.term"
+NEXT_TABLE, NEXT_TERMS = "search.copy_document_next", "search.term_next"
+# Shared with the search-sync consumer: a reindex holds it from its snapshot to its swap, so no sync round writes
+# into the table being replaced (events committed meanwhile wait, then apply to the new one).
+SYNC_LOCK_KEY = 0x636F7672_73  # "covr" "s"
+
+# ts_rank's weights, in its order {D, C, B, A}: notes, tags, authors, title.
+WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
+
+_DOC_COLUMNS = ", ".join(FIELDS) + ", title_key, tsv"
+_DOC_SELECT = """
+    m.copy_id, m.book_id, m.title, m.authors, m.isbn13, m.published_year, m.tags, m.language, m.status,
+    m.current_holder_id, m.current_holder_name, m.owner_id, m.condition_grade, m.has_images, m.notes, m.created_at,
+    m.updated_at, m.search_terms,
+    search.fold_text(m.title) as title_key,
+    setweight(to_tsvector('simple', search.fold_text(m.title)), 'A')
+    || setweight(to_tsvector('simple', search.fold_text(array_to_string(m.authors, ' '))), 'B')
+    || setweight(to_tsvector('simple', search.fold_text(array_to_string(m.tags, ' '))), 'C')
+    || setweight(to_tsvector('simple', coalesce(search.fold_text(m.notes), '')), 'D') as tsv
+"""
+_UPDATE_SET = ", ".join(f"{c} = excluded.{c}" for c in (*FIELDS[1:], "title_key", "tsv")) + ", indexed_at = now()"
+
+_TIME = "to_char({} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+_HIT_JSON = "json_build_object(" + ", ".join(
+    f"'{f}', " + (_TIME.format(f"p.{f}") if f.endswith("_at") else f"p.{f}") for f in FIELDS
+) + ")"
+
+_SORT_COLUMN = {"title": "title_key", "published_year": "published_year", "condition_grade": "condition_grade",
+                "created_at": "created_at"}
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsqueries(query: ParsedQuery, dictionary: TermDictionary | None) -> tuple[str, str]:
+    """(matching, typo-free) tsquery texts: each term's word, its dictionary neighbours and, for the last word typed,
+    its prefix; the typo-free one keeps only the words as typed."""
+    matching, exact = [], []
+    for term in query.terms:
+        if term.quoted:
+            phrase = " <-> ".join(_lexeme(w) for w in term.words)
+            matching.append(f"({phrase})")
+            exact.append(f"({phrase})")
+            continue
+        word = term.words[0]
+        alternatives = [_lexeme(word)]
+        if term.prefix:
+            alternatives.append(_lexeme(word) + ":*")
+        if dictionary is not None:
+            alternatives.extend(_lexeme(t) for t in dictionary.expand(word, term.typos))
+        matching.append("(" + " | ".join(alternatives) + ")")
+        exact.append(_lexeme(word) + (":*" if term.prefix else ""))
+    return " & ".join(matching), " & ".join(exact)
+
+
+def _order(query: ParsedQuery, sort: tuple[Sort, ...], params: dict) -> str:
+    keys = []
+    if not query.is_placeholder:
+        keys.append("(m.tsv @@ %(exact)s::tsquery) desc")
+    for s in sort:
+        keys.append(f"m.{_SORT_COLUMN[s.field]} {'desc' if s.descending else 'asc'} nulls last")
+    if not query.is_placeholder:
+        params["qkey"] = query.key
+        keys.append("(m.title_key = %(qkey)s) desc")
+        keys.append(f"ts_rank('{WEIGHTS}', m.tsv, %(tsq)s::tsquery) desc")
+        keys.append("length(m.title_key)")  # among equals, the title with the least besides the words
+    keys.extend(["m.created_at desc", "m.copy_id"])
+    return ", ".join(keys)
+
+
+def _facet_sql(name: str) -> str:
+    value = "t.v" if name in ARRAY_FIELDS else f"m.{name}::text"
+    source = f"matched m cross join lateral unnest(m.{name}) as t(v)" if name in ARRAY_FIELDS else "matched m"
+    return (
+        f"(select coalesce(json_object_agg(f.v, f.n order by f.n desc, f.v), '{{}}'::json) from ("
+        f"select {value} as v, count(*) as n from {source} where {value} is not null "
+        f"group by 1 order by 2 desc, 1 limit {MAX_FACET_VALUES}) f)"
+    )
+
+
+class PostgresSearch(SearchBackend):
+    """search.copy_document and search.term, written by the search-sync consumer and swapped whole by a reindex."""
+
+    name = "postgres"
+
+    def __init__(self, connect: Connect, *, dictionary: TermDictionary | None = None) -> None:
+        self._connect = connect
+        self.dictionary = dictionary or TermDictionary()
+
+    def describe(self) -> str:
+        return f"Postgres full-text {TABLE} (weighted tsvector, typo dictionary {TERMS})"
+
+    # --- searching ------------------------------------------------------------------------------------------------
+
+    def search(self, request: SearchRequest, scope: Scope) -> SearchResult:
+        started = time.perf_counter()
+        with self._connect() as conn:
+            query = request.query
+            if not query.is_placeholder:
+                self.dictionary.refresh(conn)
+            row = self._run(conn, request, scope, query)
+            # Nothing has every word: first drop the words no indexed term can match (a typo beyond its budget),
+            # then, as Meilisearch's "last" matching strategy does, the last words one by one.
+            if row["total"] == 0 and len(query.terms) > 1:
+                known = query.only(lambda t: t.quoted or self.dictionary.knows(t.words[0], t.typos, prefix=t.prefix))
+                if known.terms and len(known.terms) < len(query.terms):
+                    query = known
+                    row = self._run(conn, request, scope, query)
+            while row["total"] == 0 and len(query.terms) > 1:
+                query = query.without_last()
+                row = self._run(conn, request, scope, query)
+        return SearchResult(hits=list(row["hits"]), total=min(row["total"], MAX_TOTAL_HITS),
+                            facets=dict(row["facets"] or {}), took_ms=(time.perf_counter() - started) * 1000,
+                            backend=self.name)
+
+    def _run(self, conn: psycopg.Connection, request: SearchRequest, scope: Scope, query: ParsedQuery) -> dict:
+        params: dict[str, Any] = {"limit": request.limit, "offset": request.offset}
+        where = []
+        if not query.is_placeholder:
+            params["tsq"], params["exact"] = tsqueries(query, self.dictionary)
+            where.append("d.tsv @@ %(tsq)s::tsquery")
+        if not scope.is_everything:
+            params["viewer"] = scope.viewer_id
+            where.append(visible_candidates_sql("d", "%(viewer)s::uuid"))
+            where.append(visible_sql("d", "%(viewer)s::uuid"))
+        if request.filter is not None:
+            where.append(to_sql(request.filter, params, "d"))
+        order = _order(query, request.sort, params)
+        facets = ", ".join(f"'{name}', {_facet_sql(name)}" for name in request.facets)
+        # The matches carry only what ranking, sorting and facets read; the page's documents are read whole at the
+        # end. Without facets the matches are not materialized: the page and the capped count each read them
+        # lazily (browsing with no words reads the newest rows straight off an index).
+        columns = ["copy_id", "created_at", "title_key", *(_SORT_COLUMN[s.field] for s in request.sort),
+                   *request.facets]
+        if not query.is_placeholder:
+            columns.append("tsv")
+        columns = list(dict.fromkeys(columns))
+        materialized = "materialized" if request.facets else "not materialized"
+        # Words: the matches are all ranked anyway, so they are counted in the same pass. No words: counting every
+        # copy would read the whole table for a page off an index, so the count stops at the cap instead (and
+        # so does it when the page is past the end).
+        total = "null::bigint" if query.is_placeholder else "count(*) over ()"
+        # One statement: hits, total and facets all read one table (a swap between statements cannot split them).
+        sql = f"""
+            with matched as {materialized} (
+                select {', '.join(f'd.{c}' for c in columns)} from {TABLE} d where {' and '.join(where) or 'true'}
+            ),
+            page as (
+                select q.copy_id, q.total, row_number() over () as ord
+                from (select m.copy_id, {total} as total from matched m order by {order}
+                      limit %(limit)s offset %(offset)s) q
+            )
+            select
+                (select coalesce(json_agg({_HIT_JSON} order by k.ord), '[]'::json)
+                 from page k join {TABLE} p on p.copy_id = k.copy_id) as hits,
+                coalesce((select max(total) from page),
+                         (select count(*) from (select 1 from matched limit {MAX_TOTAL_HITS}) c))::bigint as total,
+                {f"json_build_object({facets})" if facets else "'{}'::json"} as facets
+        """
+        return conn.cursor(row_factory=dict_row).execute(sql, params).fetchone()
+
+    # --- writing --------------------------------------------------------------------------------------------------
+
+    def apply(self, conn: psycopg.Connection, copy_ids: Sequence[str]) -> SyncReport:
+        ids = sorted({str(i) for i in copy_ids})
+        if not ids:
+            return SyncReport()
+        cur = conn.cursor(row_factory=dict_row)
+        upserted = cur.execute(
+            f"""
+            with up as (
+                insert into {TABLE} ({_DOC_COLUMNS})
+                select {_DOC_SELECT} from {MODEL} m where m.copy_id = any(%(ids)s::uuid[])
+                on conflict (copy_id) do update set {_UPDATE_SET}
+                returning copy_id, tsv
+            ),
+            terms as (
+                insert into {TERMS} (term)
+                select distinct w from up cross join lateral unnest(tsvector_to_array(up.tsv)) as w
+                on conflict (term) do nothing
+            )
+            select count(*)::int as n from up
+            """,
+            {"ids": ids},
+        ).fetchone()["n"]
+        deleted = cur.execute(
+            f"""
+            delete from {TABLE} d where d.copy_id = any(%(ids)s::uuid[])
+              and not exists (select from {MODEL} m where m.copy_id = d.copy_id)
+            """,
+            {"ids": ids},
+        ).rowcount
+        return SyncReport(upserted=upserted, deleted=deleted)
+
+    def reindex(self, connect: Connect | None = None) -> ReindexReport:
+        """Build search.copy_document_next from the model, then rename it into place in one short transaction."""
+        started = time.perf_counter()
+        with (connect or self._connect)() as conn:
+            conn.execute("select pg_advisory_lock(%s)", (SYNC_LOCK_KEY,))
+            try:
+                cur = conn.cursor(row_factory=dict_row)
+                # The GIN index builds in memory at once instead of in passes; for this session only.
+                cur.execute("set maintenance_work_mem = '256MB'")
+                generation = cur.execute("select generation from search.state").fetchone()["generation"] + 1
+                cur.execute(f"drop table if exists {NEXT_TABLE}, {NEXT_TERMS}")
+                cur.execute("select search.create_document_tables(%s, %s, %s)", (NEXT_TABLE, NEXT_TERMS, generation))
+                documents = cur.execute(
+                    f"insert into {NEXT_TABLE} ({_DOC_COLUMNS}) select {_DOC_SELECT} from {MODEL} m"
+                ).rowcount
+                cur.execute(
+                    f"insert into {NEXT_TERMS} (term) select distinct w from {NEXT_TABLE} d "
+                    f"cross join lateral unnest(tsvector_to_array(d.tsv)) as w"
+                )
+                cur.execute("select search.create_document_indexes(%s, %s, %s)", (NEXT_TABLE, NEXT_TERMS, generation))
+                cur.execute(f"analyze {NEXT_TABLE}")
+                with conn.transaction():
+                    cur.execute(f"alter table {TABLE} rename to copy_document_old")
+                    cur.execute(f"alter table {NEXT_TABLE} rename to copy_document")
+                    cur.execute(f"alter table {TERMS} rename to term_old")
+                    cur.execute(f"alter table {NEXT_TERMS} rename to term")
+                    cur.execute("drop table search.copy_document_old, search.term_old")
+                    cur.execute("update search.state set generation = %s, built_at = now(), documents = %s",
+                                (generation, documents))
+            finally:
+                conn.execute("select pg_advisory_unlock(%s)", (SYNC_LOCK_KEY,))
+        return ReindexReport(documents=documents, seconds=time.perf_counter() - started,
+                             target=f"{TABLE} (generation {generation})")
+
+    def is_built(self) -> bool:
+        with self._connect() as conn:
+            row = conn.cursor(row_factory=dict_row).execute("select built_at from search.state").fetchone()
+        return row is not None and row["built_at"] is not None
+
+    # --- reading for checks ---------------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        with self._connect() as conn:
+            return conn.cursor(row_factory=dict_row).execute(f"select count(*)::int as n from {TABLE}").fetchone()["n"]
+
+    def documents(self, copy_ids: Iterable[str]) -> list[dict[str, Any]]:
+        from covr_core.search.document import to_document
+
+        with self._connect() as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(
+                f"select {', '.join(FIELDS)} from {TABLE} where copy_id = any(%s::uuid[]) order by copy_id",
+                ([str(i) for i in copy_ids],),
+            ).fetchall()
+        return [to_document(r) for r in rows]
