@@ -291,7 +291,7 @@ def _summary(settings: Settings, db: Database, members: dict[str, Member], uploa
     print(f"  {API_URL}/docs      the API's documentation; log in as "
           f"{', '.join(members)} with password {DEMO_PASSWORD!r}")
     print(f"  {DAGSTER_UI_URL}/runs      the ingest runs of this demo")
-    print(f"  covr ledger verify                verify every chain again; covr notifications status")
+    print("  covr ledger verify                verify every chain again; covr notifications status")
 
 
 def _key_where(settings: Settings) -> str:
@@ -325,13 +325,22 @@ def _decisions_table(db: Database, uploaded: list[Uploaded]) -> None:
 
 
 def _search(settings: Settings, db: Database, bob: Member) -> None:
-    """A search with a typo, through the search context when this build has it."""
-    try:
-        from covr_core.search import query as search_query  # noqa: F401
-    except ImportError:
-        print("\nsearch: not in this build yet (the search context is being added); skipped")
+    """Rebuild the search read model (as the nightly job does), then search as bob over HTTP, with a typo."""
+    from covr_core.search.backends import backend_from_settings
+
+    report = backend_from_settings(settings, db.connection).reindex(db.connection)
+    print(f"\nsearch: {report.documents} copy document(s) indexed into {report.target} in {report.seconds:.1f} s")
+    titles = [c["book"]["title"] for c in _check(bob.client.get("/v1/copies", params={"limit": 100}), 200)["data"]]
+    word = next((w for t in sorted(titles) for w in t.split() if len(w) >= 6 and w.isalpha()), None)
+    if word is None:
+        print("search: no visible title has a word long enough to misspell; skipped")
         return
-    print("\nsearch: see `covr search`")
+    typo = word[:2] + word[3:]  # one letter dropped: one edit, within the tolerance for its length
+    result = _check(bob.client.get("/v1/search", params={"q": typo, "limit": 3}), 200)
+    print(f"  bob searches {typo!r} (for {word!r}): {result['total']} match(es) in {result['took_ms']:.1f} ms")
+    for hit in result["hits"]:
+        print(f"    {hit['title']} - {', '.join(hit['authors']) or 'unknown author'}  "
+              f"[{hit['status']}, held by {hit['current_holder_name']}]")
 
 
 def _history(bob: Member, copy_id: str) -> None:

@@ -62,6 +62,9 @@ def test_demo_twice_on_the_embedded_default(tmp_path):
     assert "bob confirms he has it, condition 8/10: hand-over completed" in out
     assert "ledger verified:" in out and "FAILED" not in out
     assert "verification: chain intact" in out
+    searched = re.search(r"bob searches '(\w+)' \(for '(\w+)'\): (\d+) match", out)
+    assert searched and searched[1] != searched[2] and int(searched[3]) >= 1, out
+    assert searched[2] in out.split(searched[0], 1)[1].splitlines()[1], "the first hit holds the misspelt word"
     assert "http://127.0.0.1:3000" in out and "http://127.0.0.1:8000/docs" in out
     assert (home / "ledger" / "signing-key.pem").exists()
     counts = _line(out, "catalog: ")
