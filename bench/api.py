@@ -203,7 +203,8 @@ def main() -> int:
     port = _free_port()
     api_log = (home / "api.log").open("w")
     api = subprocess.Popen(
-        [sys.executable, "-m", "covr_pipelines.cli", "api", "--port", str(port), "--workers", str(args.workers)],
+        [sys.executable, "-m", "covr_pipelines.cli", "api", "--port", str(port), "--workers", str(args.workers),
+         "--no-access-log"],
         env=env, stdout=api_log, stderr=subprocess.STDOUT, text=True,
     )
     base_url = f"http://127.0.0.1:{port}"

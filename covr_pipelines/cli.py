@@ -115,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    api.add_argument("--no-access-log", action="store_true",
+                     help="no line per request (about 1 ms of a worker's time each; keep it when nothing else logs)")
     api.set_defaults(handler=cmd_api)
 
     models = sub.add_parser("models", help="model weights").add_subparsers(required=True, metavar="ACTION")
@@ -193,7 +195,7 @@ def cmd_api(args, settings: Settings) -> int:
         raise UsageError("--workers must be at least 1")
     # An import string and a factory: every worker process builds its own app (and pool) from the environment.
     uvicorn.run("covr_api.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="info")
+                log_level="info", access_log=not args.no_access_log)
     return 0
 
 
