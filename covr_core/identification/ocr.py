@@ -240,10 +240,6 @@ DET_SIDE = 800
 # first, and its caption is read as well whenever the cover's own text is of a size with it.)
 PROMINENT_SHARE = 0.22
 MAX_LINES = 14
-# Long side the detector works at when it looks at the book alone (the outline's bounding box, never upscaled):
-# the book gets more pixels than in a whole-frame pass at DET_SIDE, at fewer pixels in all, and the desk's print is
-# not detected at all. A cover at 30% of the frame height is detected at the recognition image's own scale.
-COVER_DET_SIDE = 640
 # A line read with less confidence than this is read again with its colours inverted, and the better kept.
 _REREAD_BELOW = 0.8
 
@@ -280,9 +276,7 @@ class RapidOcrEngine(OcrEngine):
 
     def read_text(self, image: Image.Image, focus=None, small_text: bool = False) -> OcrResult:
         """`focus`, optional, has `contains(x, y)` in fractions of the image (media.rectify.CoverQuad): lines inside
-        it are read first, so a desk full of print cannot crowd the book's own lines out of MAX_LINES. With `bounds()`
-        too, the detector looks only at the book (see COVER_DET_SIDE) and falls back to the whole frame when the
-        book's outline gives it fewer than two lines."""
+        it are read first, so a desk full of print cannot crowd the book's own lines out of MAX_LINES."""
         import numpy as np
         from rapidocr.utils.process_img import get_rotate_crop_image
 
@@ -290,13 +284,16 @@ class RapidOcrEngine(OcrEngine):
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])  # the models were trained on OpenCV's BGR
         start = time.perf_counter()
         with self._lock:  # the rapidocr object keeps per-call settings
-            boxes = None
-            if focus is not None and not small_text and hasattr(focus, "bounds"):
-                boxes = self._detect_within(bgr, focus.bounds())
-                self.last_detection = "cover"
-            if boxes is None or len(boxes) < 2:
-                boxes = self._detect(bgr, max(rgb.size) if small_text else self.det_side)
-                self.last_detection = "frame"
+            detector = getattr(self._ocr, "text_det", None)
+            if small_text and detector is not None:
+                # Small print (a printed ISBN under the bars) needs the detector at full scale: ~2x the time.
+                detector.limit_side_len = max(rgb.size)
+            try:
+                det = self._ocr(bgr)
+            finally:
+                if detector is not None:
+                    detector.limit_side_len = self.det_side
+            boxes = [] if getattr(det, "boxes", None) is None else [np.asarray(b, np.float32) for b in det.boxes]
             heights = [_short_side(b) for b in boxes]
             rank = heights
             if focus is not None and boxes:
@@ -334,35 +331,6 @@ class RapidOcrEngine(OcrEngine):
         text = "".join(f"{line.text}\n" for line in lines)
         mean = sum(line.confidence for line in lines) / len(lines)
         return OcrResult(text=text, mean_confidence=round(mean, 1), ms=ms, lines=tuple(lines))
-
-
-    def _detect(self, bgr, side: int) -> list:
-        """Line quadrilaterals in `bgr`, found with the detector's long side set to `side` px."""
-        import numpy as np
-
-        detector = getattr(self._ocr, "text_det", None)
-        if detector is not None:
-            detector.limit_side_len = side
-        try:
-            det = self._ocr(bgr)
-        finally:
-            if detector is not None:
-                detector.limit_side_len = self.det_side
-        return [] if getattr(det, "boxes", None) is None else [np.asarray(b, np.float32) for b in det.boxes]
-
-    def _detect_within(self, bgr, bounds) -> list:
-        """Line quadrilaterals inside `bounds` (x0, y0, x1, y1 as fractions), in the whole image's pixels."""
-        h, w = bgr.shape[:2]
-        x0, y0 = max(0, int(bounds[0] * w)), max(0, int(bounds[1] * h))
-        x1, y1 = min(w, int(bounds[2] * w + 1)), min(h, int(bounds[3] * h + 1))
-        if x1 - x0 < 32 or y1 - y0 < 32:
-            return []
-        crop = bgr[y0:y1, x0:x1]
-        boxes = self._detect(crop, min(COVER_DET_SIDE, max(crop.shape[:2])))
-        for box in boxes:
-            box[:, 0] += x0
-            box[:, 1] += y0
-        return boxes
 
 
 def _short_side(box) -> float:

@@ -43,12 +43,6 @@ class CoverQuad:
         grown = centre + (pts - centre) * (1 + 2 * margin)
         return cv2.pointPolygonTest(grown.reshape(-1, 1, 2), (float(x), float(y)), False) >= 0
 
-    def bounds(self, margin: float = 0.04) -> tuple[float, float, float, float]:
-        """The quad's bounding box (x0, y0, x1, y1 as fractions), grown by `margin` of its size, clipped to the frame."""
-        xs, ys = [x for x, _ in self.corners], [y for _, y in self.corners]
-        mx, my = (max(xs) - min(xs)) * margin, (max(ys) - min(ys)) * margin
-        return (max(0.0, min(xs) - mx), max(0.0, min(ys) - my), min(1.0, max(xs) + mx), min(1.0, max(ys) + my))
-
     def evidence(self) -> dict:
         return {"corners": [[round(x, 4), round(y, 4)] for x, y in self.corners], "area": round(self.area, 4),
                 "score": round(self.score, 4)}
