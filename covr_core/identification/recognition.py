@@ -86,7 +86,8 @@ def read_photo(image: Image.Image, engine: OcrEngine, *, is_known: Callable[[str
     t0 = time.perf_counter()
     result = read_isbn_barcode(gray)
     reading.barcode_isbn = result.isbn13
-    reading.barcode = {"isbn13": result.isbn13, "codes": result.codes, "attempts": len(result.attempts)}
+    reading.barcode = {"isbn13": result.isbn13, "codes": result.codes, "attempts": len(result.attempts),
+                       "barcode_like_share": result.gate_share}
     t1 = time.perf_counter()
     # OCR is the dearest stage; a barcode the catalog knows leaves it nothing to add. An unknown ISBN still needs
     # it, for a provisional title.

@@ -8,7 +8,7 @@ from io import BytesIO
 import pytest
 from PIL import Image, ImageOps
 
-from covr_core.identification.barcode import BarcodeResult, is_isbn_ean13, read_isbn_barcode
+from covr_core.identification.barcode import GATE_MIN_SHARE, BarcodeResult, is_isbn_ean13, read_isbn_barcode
 from covr_pipelines.sample_photos import (
     cover_bars_with_sticker,
     draw_ean13,
@@ -53,11 +53,13 @@ def test_stops_at_the_first_attempt_that_finds_an_isbn():
     assert [a["name"] for a in result.attempts] == ["whole"]
 
 
-def test_photo_without_barcode_tries_everything_and_finds_nothing():
+def test_photo_without_barcode_stops_after_the_cheap_attempts():
+    """No barcode-like region: the dear attempts (quadrants, sharpening, upscaling) are not run."""
     result = read_isbn_barcode(_decoded(jpeg_bytes(_photo(3, None))))
 
-    assert result == BarcodeResult(isbn13=None, codes=[], attempts=result.attempts)
-    assert len(result.attempts) >= 4
+    assert result == BarcodeResult(isbn13=None, codes=[], attempts=result.attempts, gate_share=result.gate_share)
+    assert [a["name"] for a in result.attempts] == ["whole", "threshold-35", "gate"]
+    assert result.gate_share < GATE_MIN_SHARE
     assert not any(a["found"] for a in result.attempts)
 
 
