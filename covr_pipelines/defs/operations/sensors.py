@@ -23,7 +23,10 @@ def build_run_failure_sensor(settings: Settings):
         from covr_core.notifications.worker import WorkerConfig
 
         run = context.dagster_run
-        message = context.failure_event.message or "run failed"
+        # The run's own failure only names the failed steps; each step's error is what an operator acts on.
+        message = "\n".join([context.failure_event.message or "run failed"] + [
+            f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+            for e in context.get_step_failure_events() if e.step_failure_data.error is not None])
         with postgres.connection() as conn:
             alert_id = alerts.record_run_failure(conn, run_id=run.run_id, job_name=run.job_name, message=message)
             if alert_id is None:
