@@ -3,7 +3,7 @@
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -13,58 +13,64 @@ from covr_pipelines.resources import ObjectStoreResource, PostgresResource
 
 UPLOAD_PREFIX = "uploads/"
 # Objects can appear in a listing later than newer ones (a slow upload keeps its start time as
-# last-modified), so each tick re-lists this far behind the high-water mark; keys already
-# submitted inside that window are remembered in the cursor and skipped.
+# last-modified), so each tick re-lists this far behind the high-water mark.
 OVERLAP = timedelta(minutes=15)
+# How far the object store's clock and the Dagster host's may disagree: the runs read back start this much earlier.
+CLOCK_SKEW = timedelta(minutes=5)
 MAX_RUNS_PER_TICK = 50
 
 
 @dataclass
 class UploadCursor:
-    """The sensor's durable state: a last-modified high-water mark and the keys submitted near it."""
+    """The sensor's durable state: only a last-modified high-water mark, so it stays small whatever the bucket holds.
+
+    Which keys of the overlap window were already submitted is not kept here: the runs this job was asked for are
+    in the Dagster instance's run storage (where the run-key dedup looks too), and each lists its object keys.
+    """
 
     high_water: datetime | None = None
-    recent: dict[str, str] = field(default_factory=dict)  # "key@etag" -> last_modified ISO
 
     @classmethod
     def parse(cls, raw: str | None) -> "UploadCursor":
         if not raw:
             return cls()
-        data = json.loads(raw)
-        hw = data.get("high_water")
-        return cls(datetime.fromisoformat(hw) if hw else None, dict(data.get("recent", {})))
+        hw = json.loads(raw).get("high_water")  # an older cursor's "recent" map is ignored: the runs say the same
+        return cls(datetime.fromisoformat(hw) if hw else None)
 
     def serialize(self) -> str:
-        return json.dumps(
-            {"high_water": self.high_water.isoformat() if self.high_water else None, "recent": self.recent},
-            sort_keys=True,
-        )
+        return json.dumps({"high_water": self.high_water.isoformat() if self.high_water else None})
 
     @property
     def listing_since(self) -> datetime | None:
         return self.high_water - OVERLAP if self.high_water else None
 
 
-def plan_batches(objects, cursor: UploadCursor, batch_size: int, max_runs: int):
+def plan_batches(objects, cursor: UploadCursor, batch_size: int, max_runs: int, submitted=frozenset()):
     """Pure planning: which new objects go into which run, and the cursor after those runs.
 
-    Objects are taken in (last_modified, key) order, so the high-water mark only moves past
-    objects that were actually submitted.
+    `submitted` holds the object keys of the runs already requested since the overlap window began. An object
+    newer than the high-water mark is new whatever its key says (an overwrite gets a new last-modified); one at or
+    under it is new only if no run was asked for its key (a late, slow upload). Objects are taken in
+    (last_modified, key) order, so the high-water mark only moves past objects that were actually submitted.
     """
+    hw = cursor.high_water
     fresh = sorted(
-        (o for o in objects if f"{o.key}@{o.etag}" not in cursor.recent),
+        (o for o in objects if hw is None or o.last_modified > hw or o.key not in submitted),
         key=lambda o: (o.last_modified, o.key),
     )[: batch_size * max_runs]
     batches = [fresh[i : i + batch_size] for i in range(0, len(fresh), batch_size)]
-    recent = dict(cursor.recent)
-    high_water = cursor.high_water
     for o in fresh:
-        recent[f"{o.key}@{o.etag}"] = o.last_modified.isoformat()
-        high_water = max(high_water, o.last_modified) if high_water else o.last_modified
-    if high_water:
-        horizon = high_water - OVERLAP
-        recent = {k: t for k, t in recent.items() if datetime.fromisoformat(t) >= horizon}
-    return batches, UploadCursor(high_water, recent)
+        hw = max(hw, o.last_modified) if hw else o.last_modified
+    return batches, UploadCursor(hw)
+
+
+def submitted_keys(instance, job_name: str, since: datetime) -> set[str]:
+    """The object keys of every run of `job_name` created since `since` (less the clock skew), whatever its status:
+    queued, running, done or failed, each was asked for once. A failed image is the retry sensor's, not this one's."""
+    runs = instance.get_runs(dg.RunsFilter(job_name=job_name, created_after=since - CLOCK_SKEW))
+    return {key for run in runs
+            for key in (((run.run_config or {}).get("ops") or {}).get("uploaded_images") or {})
+            .get("config", {}).get("object_keys", [])}
 
 
 def run_key_for(batch) -> str:
@@ -88,7 +94,8 @@ def ingest_run_request(object_keys: list[str], run_key: str | None = None) -> dg
     )
 
 
-def build_upload_sensor(job, *, batch_size: int = 64, minimum_interval_seconds: int = 30):
+def build_upload_sensor(job, *, batch_size: int = 64, max_runs: int = MAX_RUNS_PER_TICK,
+                        minimum_interval_seconds: int = 30):
     @dg.sensor(
         name="new_uploads_sensor",
         job=job,
@@ -100,7 +107,9 @@ def build_upload_sensor(job, *, batch_size: int = 64, minimum_interval_seconds: 
         cursor = UploadCursor.parse(context.cursor)
         store = object_store.store()
         listed = list(store.list_since(UPLOAD_PREFIX, cursor.listing_since))
-        batches, next_cursor = plan_batches(listed, cursor, batch_size, MAX_RUNS_PER_TICK)
+        # A first tick (no high-water mark) takes every listed object and needs no run history.
+        submitted = submitted_keys(context.instance, job.name, cursor.listing_since) if cursor.high_water else set()
+        batches, next_cursor = plan_batches(listed, cursor, batch_size, max_runs, submitted)
         context.update_cursor(next_cursor.serialize())
         if not batches:
             return dg.SkipReason(f"no new uploads in {store.describe()} ({len(listed)} listed since the overlap)")

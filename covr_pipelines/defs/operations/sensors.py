@@ -23,7 +23,10 @@ def build_run_failure_sensor(settings: Settings):
         from covr_core.notifications.worker import WorkerConfig
 
         run = context.dagster_run
-        message = context.failure_event.message or "run failed"
+        # The run's own failure only names the failed steps; each step's error is what an operator acts on.
+        message = "\n".join([context.failure_event.message or "run failed"] + [
+            f"{e.step_key}: {_error_words(e.step_failure_data.error)}"
+            for e in context.get_step_failure_events() if e.step_failure_data.error is not None])
         with postgres.connection() as conn:
             alert_id = alerts.record_run_failure(conn, run_id=run.run_id, job_name=run.job_name, message=message)
             if alert_id is None:
@@ -43,3 +46,12 @@ def build_run_failure_sensor(settings: Settings):
         context.log.warning(f"alert {alert_id}: run {run.run_id} of {run.job_name} failed: {message}")
 
     return run_failure_alert_sensor
+
+
+def _error_words(error) -> str:
+    """A step's error without Dagster's module path: "Failure: no failed image named ..." for a dg.Failure."""
+    text = error.message.strip()
+    head, sep, rest = text.partition(": ")
+    if sep and error.cls_name and head.endswith(error.cls_name):
+        return rest if error.cls_name == "Failure" else f"{error.cls_name}: {rest}"
+    return text
