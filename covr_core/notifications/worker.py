@@ -13,7 +13,7 @@ import psycopg
 from covr_core.notifications import deliveries, inbox
 from covr_core.notifications.mail import Mailer, SmtpMailer
 from covr_core.platform.settings import Settings
-from covr_core.shared.consumer import consume_all
+from covr_core.shared.consumer import consume_all, run_rounds
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +128,9 @@ def run(
     A round that fails (the database away, a handler error) is logged and retried after a growing pause of at
     most a minute; with `once` the error is raised, so a scheduler sees it.
     """
-    stop = stop or threading.Event()
-    pause, last = interval_s, RoundReport()
-    while True:
-        try:
-            with connection() as conn:
-                last = run_round(conn, config)
-            pause = interval_s
-            if report is not None and (last.anything or once):
-                report(last)
-        except Exception as exc:  # noqa: BLE001 - a worker outlives a bad round; `once` lets the caller see it
-            if once:
-                raise
-            pause = min(max(pause * 2, 1.0), 60.0)
-            log.warning("notifications round failed (%s: %s); next try in %.0f s", type(exc).__name__,
-                        " ".join(str(exc).split()), pause)
-        if once or stop.wait(pause):
-            return last
+    def one_round() -> RoundReport:
+        with connection() as conn:
+            return run_round(conn, config)
+
+    return run_rounds(one_round, name="notifications", idle=RoundReport(), once=once, interval_s=interval_s,
+                      max_pause_s=60.0, stop=stop, report=report)

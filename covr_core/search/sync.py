@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from covr_core.search.backend import SearchBackend
 from covr_core.search.embedded import SYNC_LOCK_KEY
-from covr_core.shared.consumer import OutboxEvent, consume_all
+from covr_core.shared.consumer import OutboxEvent, consume_all, run_rounds
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +139,6 @@ def run(
 ) -> RoundReport:
     """Rounds until `stop` (or one with `once`); a failing round is retried after a growing pause of at most 30 s,
     so a change committed while the index was away is searchable soon after it is back."""
-    stop = stop or threading.Event()
-    pause, last = interval_s, RoundReport()
-    while True:
-        try:
-            last = run_round(connect, backend, vector_payloads=vector_payloads)
-            pause = interval_s
-            if report is not None and (last.anything or once):
-                report(last)
-        except Exception as exc:  # noqa: BLE001 - a worker outlives a bad round; `once` lets the caller see it
-            if once:
-                raise
-            pause = min(max(pause * 2, 1.0), 30.0)
-            log.warning("search-sync round failed (%s: %s); next try in %.0f s", type(exc).__name__,
-                        " ".join(str(exc).split()), pause)
-        if once or stop.wait(pause):
-            return last
+    return run_rounds(lambda: run_round(connect, backend, vector_payloads=vector_payloads), name="search-sync",
+                      idle=RoundReport(), once=once, interval_s=interval_s, max_pause_s=30.0, stop=stop,
+                      report=report)

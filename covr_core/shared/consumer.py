@@ -24,13 +24,16 @@ SKIP LOCKED, so two processes running one consumer take turns instead of handlin
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import psycopg
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -175,3 +178,30 @@ def _row(row, *names):
     if isinstance(row, dict):
         return tuple(row[n] for n in names)
     return tuple(row)
+
+
+def run_rounds(round_once: Callable[[], R], *, name: str, idle: R, once: bool = False, interval_s: float = 2.0,
+               max_pause_s: float = 60.0, stop: threading.Event | None = None,
+               report: Callable[[R], None] | None = None) -> R:
+    """A consumer worker's loop: rounds until `stop` is set (or one with `once`); returns the last round's report.
+
+    A round that fails (the database away, a handler error) is logged and retried after a pause that doubles up
+    to `max_pause_s`; with `once` the error is raised, so a scheduler sees it. `report` hears every round that
+    did something (`.anything`), and the one round of `once`.
+    """
+    stop = stop or threading.Event()
+    pause, last = interval_s, idle
+    while True:
+        try:
+            last = round_once()
+            pause = interval_s
+            if report is not None and (last.anything or once):
+                report(last)
+        except Exception as exc:  # noqa: BLE001 - a worker outlives a bad round; `once` lets the caller see it
+            if once:
+                raise
+            pause = min(max(pause * 2, 1.0), max_pause_s)
+            log.warning("%s round failed (%s: %s); next try in %.0f s", name, type(exc).__name__,
+                        " ".join(str(exc).split()), pause)
+        if once or stop.wait(pause):
+            return last
