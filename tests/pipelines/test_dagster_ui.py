@@ -29,6 +29,8 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 def _browser() -> str:
     found = next((path for name in BROWSERS if (path := shutil.which(name))), None)
     if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chromium on PATH ({', '.join(BROWSERS)}) on CI: .ci/run should have installed chromium")
         pytest.skip(f"no Chromium found on PATH (looked for {', '.join(BROWSERS)}): apt-get install chromium, "
                     "as .ci/run does")
     return found
