@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -46,17 +47,24 @@ def test_covr_dev_serves_both_and_sigterm_stops_everything(tmp_path):
          str(api_port)],
         env={**env, "COVR_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 240
+        # Both answer, and covr dev has said so (it prints the URLs once its own probe sees them up).
         while not (_answers(f"http://127.0.0.1:{ui_port}/server_info")
-                   and _answers(f"http://127.0.0.1:{api_port}/v1/health")):
-            assert proc.poll() is None, proc.stdout.read()
+                   and _answers(f"http://127.0.0.1:{api_port}/v1/health")
+                   and any(line.startswith("database ") for line in lines)):
+            assert proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "covr dev did not start both within 240 s"
             time.sleep(0.5)
         assert embedded_server_pid(home / "pg") is not None
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    out = "".join(lines)
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert f"Dagster UI  http://127.0.0.1:{ui_port}" in out and f"API         http://127.0.0.1:{api_port}" in out
     assert "superseded" not in out and "Traceback" not in out, out
