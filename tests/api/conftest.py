@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,13 @@ def member(api: LiveApi):
     """`member("alice")`: registered and logged in over HTTP."""
     clients: list[httpx.Client] = []
 
+    @functools.cache
+    def token_policy():
+        # The policy the served app signs with (same settings, same secret file): built once, not per member.
+        from covr_api.main import create_app
+
+        return create_app(api.settings).state.token_policy
+
     def make(handle: str, *, email: str | None = None, display_name: str | None = None,
              quick: bool = False) -> Member:
         if quick:
@@ -78,13 +86,11 @@ def member(api: LiveApi):
     def _quick(handle: str, display_name: str | None) -> Member:
         # For tests that need dozens of members: argon2 costs ~100 ms a hash here, and what such tests exercise
         # is not sign-up. The member is created and given a session directly, as login would.
-        from covr_api.main import create_app
         from covr_core.contact import accounts
 
-        policy = create_app(api.settings).state.token_policy
         with psycopg.connect(api.db_url, row_factory=dict_row, autocommit=True) as conn:
             user_id = accounts.ensure_user(conn, handle, display_name or handle.title())
-            tokens = accounts.open_session(conn, user_id, policy)
+            tokens = accounts.open_session(conn, user_id, token_policy())
         client = api.client(tokens.access_token)
         clients.append(client)
         return Member(handle, user_id, tokens.access_token, tokens.refresh_token, client)
