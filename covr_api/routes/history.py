@@ -27,7 +27,7 @@ def copy_history(
     after: Annotated[int, Query(ge=0, description="the last seq of the previous page")] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ):
-    history.visible_copy(db, user.user_id, copy_id)
+    history.require_visible_copy(db, user.user_id, copy_id)
     rows, count = history.entries(db, copy_id, after_seq=after, limit=limit)
     data = [
         {
@@ -44,7 +44,7 @@ def copy_history(
 
 @router.get("/{copy_id}/history/verify", response_model=HistoryVerificationPublic, responses=problems(404))
 def verify_copy_history(copy_id: str, db: DbDep, user: CurrentUser, settings: SettingsDep):
-    history.visible_copy(db, user.user_id, copy_id)
+    history.require_visible_copy(db, user.user_id, copy_id)
     report = verify.verify(db, copy_id=copy_id, trusted_keys=checkpoint.trusted_keys(settings))
     return {
         "copy_id": copy_id, "ok": report.ok, "entries": report.entries, "checkpoint_id": report.checkpoint_id,
@@ -55,5 +55,5 @@ def verify_copy_history(copy_id: str, db: DbDep, user: CurrentUser, settings: Se
 
 @router.get("/{copy_id}/history/proof", response_model=InclusionProofPublic, responses=problems(404))
 def copy_history_proof(copy_id: str, db: DbDep, user: CurrentUser):
-    history.visible_copy(db, user.user_id, copy_id)
+    history.require_visible_copy(db, user.user_id, copy_id)
     return proofs.inclusion_proof(db, copy_id)

@@ -215,6 +215,12 @@ def is_visible(conn: psycopg.Connection, viewer_id: str, copy_id: str) -> bool:
     return row is not None
 
 
+def require_visible(conn: psycopg.Connection, viewer_id: str, copy_id: str) -> None:
+    """NotFound unless `viewer_id` may see the copy: for callers that need the rule, not the row."""
+    if not is_visible(conn, viewer_id, copy_id):
+        raise _not_found(copy_id)
+
+
 def _visible_row(conn: psycopg.Connection, viewer_id: str, copy_id: str) -> dict:
     row = None
     if is_uuid(copy_id):

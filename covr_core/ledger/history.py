@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from covr_core.catalog.copies import visible_copy as _catalog_visible_copy
+from covr_core.catalog.copies import require_visible
 
 
 def entries(conn: psycopg.Connection, copy_id: str, *, after_seq: int = 0, limit: int = 50) -> tuple[list[dict], int]:
@@ -28,10 +28,10 @@ def entries(conn: psycopg.Connection, copy_id: str, *, after_seq: int = 0, limit
     return [dict(r) for r in rows], n
 
 
-def visible_copy(conn: psycopg.Connection, user_id: str, copy_id: str) -> dict:
-    """The copy, when `user_id` may see it; a copy's history is visible exactly to whoever can see the copy.
+def require_visible_copy(conn: psycopg.Connection, user_id: str, copy_id: str) -> None:
+    """NotFound unless `user_id` may see the copy; a copy's history is visible exactly to whoever can see the copy.
 
-    catalog.copies.visible_copy is that rule (owner, holder, or an accepted contact of the holder while the
+    catalog.copies.is_visible is that rule (owner, holder, or an accepted contact of the holder while the
     copy is neither withdrawn nor lost); a copy the caller may not see answers exactly like a missing one.
     """
-    return _catalog_visible_copy(conn, viewer_id=user_id, copy_id=copy_id)
+    require_visible(conn, user_id, copy_id)
