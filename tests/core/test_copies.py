@@ -8,6 +8,7 @@ import pytest
 from covr_core.catalog import copies
 from covr_core.catalog.books import create_book_from_identification
 from covr_core.contact import links
+from covr_core.exchange import circulation
 from covr_core.shared.errors import InvalidInput, InvalidTransition, NotFound
 
 
@@ -80,7 +81,7 @@ def test_a_member_sees_own_held_and_contacts_copies_and_nothing_else(conn, membe
     borrowed = copies.create_copy(conn, book_id=b, owner_id=lender, holder_id=me)
     lent_out = copies.create_copy(conn, book_id=b, owner_id=me, holder_id=stranger)
     friends_withdrawn = copies.create_copy(conn, book_id=b, owner_id=friend)
-    set_status(conn, friends_withdrawn, "withdrawn")
+    circulation.withdraw(conn, user_id=friend, copy_id=friends_withdrawn)
     befriend(conn, me, friend)
 
     page, count = copies.list_copies(conn, viewer_id=me)
@@ -170,13 +171,13 @@ def test_withdraw_and_lost(conn, member, book):
     alice, bob = member("alice"), member("bob")
     b = book()
     withdrawn = copies.create_copy(conn, book_id=b, owner_id=alice)
-    assert copies.withdraw_copy(conn, user_id=alice, copy_id=withdrawn)["status"] == "withdrawn"
+    assert circulation.withdraw(conn, user_id=alice, copy_id=withdrawn)["status"] == "withdrawn"
     # A withdrawn copy can still turn out lost.
-    assert copies.mark_copy_lost(conn, user_id=alice, copy_id=withdrawn)["status"] == "lost"
+    assert circulation.mark_lost(conn, user_id=alice, copy_id=withdrawn)["status"] == "lost"
     # The holder of a borrowed copy may mark it lost.
     lent = copies.create_copy(conn, book_id=b, owner_id=alice)
     set_status(conn, lent, "on_loan", holder=bob)
-    assert copies.mark_copy_lost(conn, user_id=bob, copy_id=lent)["status"] == "lost"
+    assert circulation.mark_lost(conn, user_id=bob, copy_id=lent)["status"] == "lost"
 
 
 @pytest.mark.parametrize(
@@ -200,9 +201,9 @@ def test_forbidden_changes_raise_and_change_nothing(conn, member, book, case):
     if case == "withdraw_requested":
         set_status(conn, copy_id, "requested")
     if case in ("withdraw_twice", "availability_withdrawn"):
-        copies.withdraw_copy(conn, user_id=owner, copy_id=copy_id)
+        circulation.withdraw(conn, user_id=owner, copy_id=copy_id)
     if case == "lost_twice":
-        copies.mark_copy_lost(conn, user_id=owner, copy_id=copy_id)
+        circulation.mark_lost(conn, user_id=owner, copy_id=copy_id)
     if case == "withdraw_with_open_request":
         conn.execute("insert into exchange.request (copy_id, requester_id, holder_id) values (%s, %s, %s)",
                      (copy_id, friend, owner))
@@ -210,23 +211,23 @@ def test_forbidden_changes_raise_and_change_nothing(conn, member, book, case):
     missing = "6f1c1f0e-9d7b-4a53-9a53-3c6f5f0f0f0f"
     attempts = {
         "contact_updates": (NotFound, lambda: copies.update_copy(conn, user_id=friend, copy_id=copy_id, notes="x")),
-        "contact_withdraws": (NotFound, lambda: copies.withdraw_copy(conn, user_id=friend, copy_id=copy_id)),
-        "contact_marks_lost": (NotFound, lambda: copies.mark_copy_lost(conn, user_id=friend, copy_id=copy_id)),
+        "contact_withdraws": (NotFound, lambda: circulation.withdraw(conn, user_id=friend, copy_id=copy_id)),
+        "contact_marks_lost": (NotFound, lambda: circulation.mark_lost(conn, user_id=friend, copy_id=copy_id)),
         "holder_updates": (NotFound, lambda: copies.update_copy(conn, user_id=friend, copy_id=copy_id,
                                                                 availability="unavailable")),
-        "holder_withdraws": (NotFound, lambda: copies.withdraw_copy(conn, user_id=friend, copy_id=copy_id)),
+        "holder_withdraws": (NotFound, lambda: circulation.withdraw(conn, user_id=friend, copy_id=copy_id)),
         "stranger_updates": (NotFound, lambda: copies.update_copy(conn, user_id=stranger, copy_id=copy_id,
                                                                   tags=["x"])),
-        "stranger_marks_lost": (NotFound, lambda: copies.mark_copy_lost(conn, user_id=stranger, copy_id=copy_id)),
+        "stranger_marks_lost": (NotFound, lambda: circulation.mark_lost(conn, user_id=stranger, copy_id=copy_id)),
         "missing_updates": (NotFound, lambda: copies.update_copy(conn, user_id=owner, copy_id=missing, notes="x")),
         "availability_on_loan": (InvalidTransition, lambda: copies.update_copy(
             conn, user_id=owner, copy_id=copy_id, availability="unavailable")),
-        "withdraw_on_loan": (InvalidTransition, lambda: copies.withdraw_copy(conn, user_id=owner, copy_id=copy_id)),
-        "withdraw_requested": (InvalidTransition, lambda: copies.withdraw_copy(conn, user_id=owner,
+        "withdraw_on_loan": (InvalidTransition, lambda: circulation.withdraw(conn, user_id=owner, copy_id=copy_id)),
+        "withdraw_requested": (InvalidTransition, lambda: circulation.withdraw(conn, user_id=owner,
                                                                                copy_id=copy_id)),
-        "withdraw_twice": (InvalidTransition, lambda: copies.withdraw_copy(conn, user_id=owner, copy_id=copy_id)),
-        "lost_twice": (InvalidTransition, lambda: copies.mark_copy_lost(conn, user_id=owner, copy_id=copy_id)),
-        "withdraw_with_open_request": (InvalidTransition, lambda: copies.withdraw_copy(conn, user_id=owner,
+        "withdraw_twice": (InvalidTransition, lambda: circulation.withdraw(conn, user_id=owner, copy_id=copy_id)),
+        "lost_twice": (InvalidTransition, lambda: circulation.mark_lost(conn, user_id=owner, copy_id=copy_id)),
+        "withdraw_with_open_request": (InvalidTransition, lambda: circulation.withdraw(conn, user_id=owner,
                                                                                        copy_id=copy_id)),
         "availability_withdrawn": (InvalidTransition, lambda: copies.update_copy(
             conn, user_id=owner, copy_id=copy_id, availability="available")),
@@ -256,9 +257,9 @@ def test_the_database_refuses_what_the_rules_forbid(conn, member, book):
     alice = member("alice")
     b = book()
     lost = copies.create_copy(conn, book_id=b, owner_id=alice)
-    copies.mark_copy_lost(conn, user_id=alice, copy_id=lost)
+    circulation.mark_lost(conn, user_id=alice, copy_id=lost)
     withdrawn = copies.create_copy(conn, book_id=b, owner_id=alice)
-    copies.withdraw_copy(conn, user_id=alice, copy_id=withdrawn)
+    circulation.withdraw(conn, user_id=alice, copy_id=withdrawn)
     fresh = copies.create_copy(conn, book_id=b, owner_id=alice)
     conn.commit()
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from covr_core.exchange import handovers, requests, suspected
+from covr_core.exchange import circulation, handovers, requests, suspected
 from covr_core.shared.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from covr_core.shared.events import EVENT_TYPES
 
@@ -225,7 +225,7 @@ def test_a_borrowed_copy_returns_to_its_owner_as_a_hand_over(db, w):
 def test_a_copy_lost_during_its_hand_over_can_only_be_cancelled(db, w):
     request = requests.create(db, requester_id=w.bob, copy_id=w.book_copy)
     handover_id = requests.accept(db, user_id=w.alice, request_id=request.request_id).handover_id
-    db.execute("update catalog.copy set status = 'lost' where copy_id = %s", (w.book_copy,))
+    circulation.mark_lost(db, user_id=w.alice, copy_id=w.book_copy)
     with pytest.raises(InvalidTransition, match="is lost; hand-over .* cannot be completed, only cancelled"):
         handovers.complete(db, user_id=w.bob, handover_id=handover_id, condition_rating=5)
     assert handovers.cancel(db, user_id=w.bob, handover_id=handover_id).status == "cancelled"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
+from covr_core.catalog import copies
 from covr_core.exchange import circulation, requests
 from covr_core.ledger import chain, hooks, verify
 
@@ -47,3 +49,20 @@ def test_each_transition_appends_one_entry_that_verifies(aconn, people, copy_id)
 def test_a_hook_outside_a_transaction_is_a_bug(aconn, people, copy_id):
     with pytest.raises(RuntimeError, match="outside a transaction"):
         hooks.on_copy_withdrawn(aconn, copy_id=copy_id, owner_id=people["alice"], status_before="available")
+
+
+def test_a_copy_cannot_leave_circulation_without_its_ledger_entry(aconn, people, copy_id):
+    # Catalog's own functions, called without exchange.circulation's ledger hook, and plain SQL: the database
+    # refuses the status at commit (a deferred constraint trigger), and nothing changes.
+    with pytest.raises(psycopg.errors.CheckViolation, match="withdrawn without a copy_withdrawn entry"):
+        copies.withdraw_copy(aconn, user_id=people["alice"], copy_id=copy_id)
+    with pytest.raises(psycopg.errors.CheckViolation, match="lost without a copy_lost entry"):
+        aconn.execute("update catalog.copy set status = 'lost' where copy_id = %s", (copy_id,))
+    assert (count(aconn, "outbox.event"), count(aconn, "ledger.entry")) == (0, 0)
+    assert aconn.execute("select status from catalog.copy where copy_id = %s", (copy_id,)).fetchone()["status"] \
+        == "available"
+    circulation.withdraw(aconn, user_id=people["alice"], copy_id=copy_id)
+    with pytest.raises(psycopg.errors.CheckViolation, match="lost without a copy_lost entry"):
+        copies.mark_copy_lost(aconn, user_id=people["alice"], copy_id=copy_id)
+    circulation.mark_lost(aconn, user_id=people["alice"], copy_id=copy_id)
+    assert verify.verify(aconn).ok

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from covr_core.exchange import circulation
 from covr_core.search.backend import Scope
 from covr_core.search.meili import SETTINGS, MeiliError, MeiliSearch, settings_changes, visibility_filter
 from covr_core.search.service import build_request, search_copies
@@ -164,7 +165,7 @@ def test_a_real_meilisearch_indexes_searches_and_swaps(conn, db_url):
         assert [h["copy_id"] for h in as_alice.hits] == [prag]
         dunes = backend.search(build_request(q="dune"), Scope(alice, (bob,)))
         assert [h["copy_id"] for h in dunes.hits] == [dune] and hidden not in {h["copy_id"] for h in dunes.hits}
-        conn.execute("update catalog.copy set status = 'withdrawn' where copy_id = %s", (prag,))
+        circulation.withdraw(conn, user_id=alice, copy_id=prag)
         assert backend.apply(conn, [prag]).deleted == 1 and backend.count() == 2
     finally:
         for name in (index, f"{index}_next"):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from covr_core.catalog import copies as catalog_copies
-from covr_core.exchange import handovers, requests
+from covr_core.exchange import circulation, handovers, requests
 from covr_core.search import sync
 from covr_core.search.embedded import PostgresSearch
 from covr_core.search.service import search_copies
@@ -69,7 +69,7 @@ def test_copy_edits_withdrawals_and_replays(world):
     _round(w)
     assert _doc(w)["notes"] == "Signed by the author" and "signed" in _doc(w)["tags"]
     assert titles(search_copies(conn, w["backend"], viewer_id=w["alice"], q="signed author")) == ["Dune"]
-    catalog_copies.withdraw_copy(conn, user_id=w["alice"], copy_id=w["copy"])
+    circulation.withdraw(conn, user_id=w["alice"], copy_id=w["copy"])
     assert _round(w).deleted == 1 and _doc(w) is None
     # Replaying every event from the start leaves the same index: documents are rebuilt from the model.
     conn.execute("update outbox.consumer set last_xact_id = '0', last_event_id = 0 where name = %s", (sync.CONSUMER,))
@@ -80,7 +80,7 @@ def test_copy_edits_withdrawals_and_replays(world):
 def test_a_lost_copy_stays_for_its_owner_only(world):
     w, conn = world, world["conn"]
     _round(w)
-    catalog_copies.mark_copy_lost(conn, user_id=w["alice"], copy_id=w["copy"])
+    circulation.mark_lost(conn, user_id=w["alice"], copy_id=w["copy"])
     _round(w)
     assert _doc(w)["status"] == "lost"
     assert search_copies(conn, w["backend"], viewer_id=w["alice"], q="dune").total == 1
