@@ -30,10 +30,10 @@ import psycopg  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 from covr_core.catalog.books import fold  # noqa: E402
-from covr_core.identification.ocr import RapidOcrEngine, make_ocr_engine, ocr_for_identification  # noqa: E402
+from covr_core.identification.ocr import make_ocr_engine, ocr_for_identification  # noqa: E402
 from covr_core.identification.recognition import Reading, identify_reading, known_books, read_photo  # noqa: E402
-from covr_core.identification.title_match import match_title  # noqa: E402
 from covr_core.media.imaging import load_for_recognition  # noqa: E402
+from ingest_runner import print_steps, time_ingest_job  # noqa: E402  (bench/, the script's own folder)
 from covr_pipelines.hard_photos import (  # noqa: E402
     CONDITIONS,
     HELD_OUT_SEEDS,
@@ -136,70 +136,18 @@ def report(result: dict) -> None:
 
 def whole_ingest(batch: int) -> None:
     """One warm-up run, then one timed run of a mixed 12 MP batch (half back covers with barcodes, half fronts)."""
-    import dagster as dg
-
-    from covr_core.contact.accounts import ensure_user
-    from covr_core.platform.db import Database
-    from covr_core.platform.migrations import migrate
-    from covr_core.platform.settings import Settings
-    from covr_pipelines.definitions import INGEST_JOB, build_definitions
-    from covr_pipelines.defs.ingestion.sensors import ingest_run_request
-
     print(f"\n== whole ingest: one Dagster run of {batch} 12 MP images, half barcode, half cover-only, CLIP off ==")
     photos = [hard_photo("back_cover" if i % 2 else "tilt", 500 + i, size=(4000, 3000)).jpeg for i in range(16)]
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), ingest_batch_size=batch)
-        db = Database.from_settings(settings)
-        with db.connection() as conn:
-            migrate(conn)
-            with conn.cursor() as cur:
-                cur.executemany("insert into catalog.book (title, authors, isbn13) values (%s, %s, %s)",
-                                hard_catalog())
-            user_id = ensure_user(conn, "bench")
-        settings = settings.model_copy(update={"database_url": db.url})
-        defs = build_definitions(settings)
-        job = defs.resolve_job_def(INGEST_JOB)
-        store = defs.resources["object_store"].store()
-        instance = dg.DagsterInstance.ephemeral()
-
-        def run(count: int, offset: int) -> tuple[float, str]:
-            keys = []
-            for i in range(count):
-                data = photos[i % len(photos)] + (offset + i).to_bytes(4, "big")
-                keys.append(f"uploads/{user_id}/{offset + i:08d}.jpg")
-                store.put(keys[-1], data)
-            t0 = time.perf_counter()
-            cpu0 = _cpu_seconds()
-            result = job.execute_in_process(
-                run_config={**ingest_run_request(keys).run_config,
-                            "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-                instance=instance,
-            )
-            assert result.success
-            cpu.append(_cpu_seconds() - cpu0)
-            return time.perf_counter() - t0, result.run_id
-
-        cpu: list[float] = []
-        run(min(4, batch), 0)
-        load_before = os.getloadavg()[0]
-        elapsed, run_id = run(batch, 1000)
-        load_after = os.getloadavg()[0]
-        for stat in instance.get_run_step_stats(run_id):
-            print(f"  {stat.step_key:45} {stat.end_time - stat.start_time:6.2f} s")
-        db.close()
-    print(f"whole ingest: {batch} images in {elapsed:.1f} s = {batch / elapsed:.2f} img/s wall (target >= 4 img/s), "
+    load_before = os.getloadavg()[0]
+    timing = time_ingest_job(photos, batch, warm_up=4, catalog=hard_catalog())
+    load_after = os.getloadavg()[0]
+    print_steps(timing)
+    print(f"whole ingest: {batch} images in {timing.seconds:.1f} s = {timing.rate:.2f} img/s wall (target >= 4 img/s), "
           f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores")
-    # The machine is shared: the wall figure moves with everyone else's load. This process's CPU time (all its
-    # threads; the Postgres server's own CPU is not counted) says what two idle cores would do.
-    per_image = cpu[-1] / batch
+    # The machine is shared: the wall figure moves with everyone else's load. This process's CPU time says what
+    # two idle cores would do.
+    per_image = timing.cpu_seconds / batch
     print(f"  CPU time of this process: {per_image:.2f} s per image -> {2 / per_image:.2f} img/s on 2 idle cores")
-
-
-def _cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

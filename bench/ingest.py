@@ -27,6 +27,7 @@ from covr_core.identification.barcode import read_isbn_barcode  # noqa: E402
 from covr_core.media.imaging import inspect_image, load_for_recognition  # noqa: E402
 from covr_core.identification.ocr import make_ocr_engine, ocr_for_identification  # noqa: E402
 from covr_pipelines.sample_photos import SAMPLE_BOOKS, cover_photo_jpeg, render_cover  # noqa: E402
+from ingest_runner import print_steps, time_ingest_job  # noqa: E402  (bench/, the script's own folder)
 
 
 def timed(fn, items, repeat: int = 1) -> list[float]:
@@ -157,52 +158,12 @@ def title_match_rate(n: int) -> None:
 
 def whole_ingest(paths: list[Path], batch: int, clip: bool, per_image: dict[str, float]) -> None:
     """One warm-up run, then one timed run of `batch` distinct photos through the real ingest job."""
-    import dagster as dg
-
-    from covr_core.platform.db import Database
-    from covr_core.contact.accounts import ensure_user
-    from covr_core.platform.migrations import migrate
-    from covr_core.platform.settings import Settings
-    from covr_pipelines.definitions import INGEST_JOB, build_definitions
-    from covr_pipelines.defs.ingestion.sensors import ingest_run_request
-
     print(f"\n== whole ingest: one Dagster run of {batch} images (after a warm-up run) ==")
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), clip_allow_random=clip, clip_quantize=True, ingest_batch_size=batch)
-        db = Database.from_settings(settings)
-        with db.connection() as conn:
-            migrate(conn)
-            user_id = ensure_user(conn, "bench")
-        settings = settings.model_copy(update={"database_url": db.url})
-        defs = build_definitions(settings)
-        job = defs.resolve_job_def(INGEST_JOB)
-        store = defs.resources["object_store"].store()
-        instance = dg.DagsterInstance.ephemeral()
-
-        def run(count: int, offset: int) -> tuple[float, str]:
-            keys = []
-            for i in range(count):
-                # Distinct bytes per upload, so every image goes the whole way instead of stopping at exact_hash.
-                data = paths[i % len(paths)].read_bytes() + (offset + i).to_bytes(4, "big")
-                keys.append(f"uploads/{user_id}/{offset + i:08d}.jpg")
-                store.put(keys[-1], data)
-            t0 = time.perf_counter()
-            result = job.execute_in_process(
-                run_config={**ingest_run_request(keys).run_config,
-                            "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-                instance=instance,
-            )
-            assert result.success
-            return time.perf_counter() - t0, result.run_id
-
-        run(min(8, batch), 0)
-        elapsed, run_id = run(batch, 1000)
-        for stat in instance.get_run_step_stats(run_id):
-            print(f"  {stat.step_key:45} {stat.end_time - stat.start_time:6.2f} s")
-        db.close()
-    rate = batch / elapsed
+    timing = time_ingest_job([p.read_bytes() for p in paths], batch, clip_allow_random=clip, clip_quantize=True)
+    print_steps(timing)
+    rate = timing.rate
     floor = 2 / sum(per_image.values())
-    print(f"whole ingest: {batch} images in {elapsed:.1f} s = {rate:.1f} img/s (target >= 10 img/s)")
+    print(f"whole ingest: {batch} images in {timing.seconds:.1f} s = {rate:.1f} img/s (target >= 10 img/s)")
     print(f"sum-of-stages floor on 2 cores: {floor:.1f} img/s; ingest reaches {rate / floor:.0%} of it "
           f"(target >= 60%)")
 

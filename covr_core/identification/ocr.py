@@ -233,7 +233,7 @@ def _lines_from_tsv(data: dict, long_side: int) -> tuple[OcrLine, ...]:
 
 # Long side the PP-OCR text detector works at. Detection's cost grows with pixels; lines are then cut out of the
 # image handed in, so small text keeps its pixels for recognition. See bench/identify.py for the measurements.
-DET_SIDE = 800
+DET_SIDE = 640
 # Recognition costs about the same per line, and a blurb paragraph or a sheet of paper on the desk has dozens of
 # lines. Titles and authors are the large text: only lines at least this share of the tallest line's height are
 # read, at most MAX_LINES of them, tallest first. (A back cover's printed ISBN is small, but its barcode is read
@@ -265,6 +265,9 @@ class RapidOcrEngine(OcrEngine):
             "Global.use_rec": False,
             "Det.limit_type": "max",
             "Det.limit_side_len": det_side,
+            # One line per recognition call: a batch pads every line to the widest one's width, so a short author
+            # line costs as much as the longest title; alone, each costs its own width.
+            "Rec.rec_batch_num": 1,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         })
