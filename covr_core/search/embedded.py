@@ -195,13 +195,16 @@ class PostgresSearch(SearchBackend):
         total = "null::bigint" if query.is_placeholder else "count(*) over ()"
         capped = f"(select count(*) from (select 1 from {TABLE} d where {matching} limit {MAX_TOTAL_HITS}) c)"
 
-        def page(source: str, only_if: str = "true", known: frozenset = frozenset()) -> str:
-            # `known`: keys that hold for every row of `source` (true), so not computed per row.
-            ranked = ", ".join(f"{'true' if expr in known else expr} as k{i}" for i, (expr, _) in enumerate(keys))
+        def ranked(source: str, only_if: str = "true", known: frozenset = frozenset(), also: str = "") -> str:
+            """The rows of `source` as copy_id and ranking keys k0, k1, ...; `known` keys hold for every row (true),
+            so they are not computed per row."""
+            keyed = ", ".join(f"{'true' if expr in known else expr} as k{i}" for i, (expr, _) in enumerate(keys))
+            return f"select m.copy_id, {also}{keyed} from {source} m where {only_if}"
+
+        def page(rows: str) -> str:
             return f"""
                 select q.copy_id, q.total, row_number() over () as ord
-                from (select r.copy_id, {total} as total
-                      from (select m.copy_id, {ranked} from {source} m where {only_if}) r
+                from (select r.copy_id, {total} as total from ({rows}) r
                       order by {order} limit %(limit)s offset %(offset)s) q"""
 
         tiered = not query.is_placeholder and not request.sort and not request.facets
@@ -215,8 +218,10 @@ class PostgresSearch(SearchBackend):
             ctes = f"""
                 first_tier as not materialized (select {columns} from {TABLE} d where {first_tier}),
                 matched as not materialized (select {columns} from {TABLE} d where {matching}),
-                first_page as materialized ({page("first_tier", known=_FIRST_TIER_KEYS)}),
-                full_page as materialized ({page("matched", "(select count(*) from first_page) < %(limit)s")}),
+                first_page as materialized ({page(ranked("first_tier", known=_FIRST_TIER_KEYS))}),
+                full_page as materialized (
+                    {page(ranked("matched", "(select count(*) from first_page) < %(limit)s"))}
+                ),
                 page as (
                     select * from first_page where (select count(*) from first_page) = %(limit)s
                     union all select * from full_page
@@ -224,11 +229,19 @@ class PostgresSearch(SearchBackend):
             counted = f"""(case when (select count(*) from full_page) > 0 then (select max(total) from full_page)
                                when (select max(total) from first_page) >= {MAX_TOTAL_HITS} then {MAX_TOTAL_HITS}
                                else {capped} end)"""
-        else:
-            materialized = "materialized" if request.facets else "not materialized"
+        elif request.facets:
+            # Facets count over every match, so the matches are kept: as their ranking keys and facet values only
+            # (their tsvectors, kept too, spilled to disk past a few thousand matches).
+            values = "".join(f"m.{name}, " for name in request.facets)
             ctes = f"""
-                matched as {materialized} (select {columns} from {TABLE} d where {matching}),
-                page as ({page("matched")})"""
+                matched as materialized ({ranked(f"(select {columns} from {TABLE} d where {matching})", also=values)}),
+                page as ({page("select * from matched")})"""
+            counted = f"coalesce((select max(total) from page), (select count(*) from (select 1 from matched " \
+                      f"limit {MAX_TOTAL_HITS}) c))"
+        else:
+            ctes = f"""
+                matched as not materialized (select {columns} from {TABLE} d where {matching}),
+                page as ({page(ranked("matched"))})"""
             counted = f"coalesce((select max(total) from page), {capped})"
         # One statement: hits, total and facets all read one table (a swap between statements cannot split them).
         sql = f"""
