@@ -1,5 +1,5 @@
 """The Dagster UI as an operator sees it, in headless Chromium: the asset graph, the last run's success, the
-ingest's decision counts and a rejected image with its reason. Screenshots land in the test's tmp dir."""
+ingest's decision counts, and a rejected and a failed image with their reasons. Screenshots land in the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import dagster as dg
 import httpx
@@ -55,25 +56,29 @@ def _free_port() -> int:
 @pytest.fixture
 def sample(conn, catalog, tmp_path, db_url, user):
     """A small ingest through the real job into a persistent instance: one cover accepted, one 1x1 JPEG
-    rejected. Returns (settings, the rejected key)."""
+    rejected, and one upload failed (listed, then gone before the run read it). Returns (settings, the rejected
+    key, the failed key)."""
     settings = Settings(home=tmp_path / "covr", database_url=db_url)
     defs = build_definitions(settings)
     store = defs.resources["object_store"].store()
     alice = user("alice")
     good = upload(store, alice, cover_photo(catalog[0], seed=1))
     hostile = upload(store, alice, jpeg_bytes(Image.new("RGB", (1, 1), (200, 10, 10))))
+    gone = f"uploads/{alice}/{uuid.uuid4()}.jpg"
     with _dagster_instance(settings.dagster_home) as instance:
         result = defs.resolve_job_def(INGEST_JOB).execute_in_process(
-            run_config=ingest_run_request([good, hostile]).run_config, instance=instance)
+            run_config=ingest_run_request([good, hostile, gone]).run_config, instance=instance)
     assert result.success
     rows = images_by_key(conn, [good, hostile])
     assert rows[good]["status"] == "accepted" and "1x1 pixels" in rows[hostile]["rejection_reason"]
-    return settings, hostile
+    failure = conn.execute("select reason from ingest.failure where object_key = %s", (gone,)).fetchone()
+    assert "ObjectNotFound" in failure["reason"]
+    return settings, hostile, gone
 
 
 @pytest.fixture
 def webserver(sample, tmp_path):
-    settings, _ = sample
+    settings, _, _ = sample
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COVR_", "DATABASE_URL", "DAGSTER_HOME"))}
     env |= {"COVR_HOME": str(settings.home), "DATABASE_URL": settings.database_url,
@@ -105,10 +110,10 @@ def webserver(sample, tmp_path):
         log.close()
 
 
-def test_the_operator_sees_the_graph_the_run_the_counts_and_the_rejected_image(sample, webserver, tmp_path):
+def test_the_operator_sees_the_graph_the_run_the_counts_and_the_rejected_and_failed_images(sample, webserver, tmp_path):
     executable = _browser()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
-    _, hostile = sample
+    _, hostile, gone = sample
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
@@ -135,12 +140,15 @@ def test_the_operator_sees_the_graph_the_run_the_counts_and_the_rejected_image(s
             page.get_by_text("Success", exact=True).first.wait_for()
             page.screenshot(path=shots / "runs.png")
 
-            # uploaded_images' latest materialisation: the decision counts and the rejected image with its reason.
+            # uploaded_images' latest materialisation: the decision counts, the rejected image and the failed one,
+            # each with its reason.
             page.goto(f"{webserver}/assets/uploaded_images?view=events")
-            for label in ("accepted", "rejected", "rejected_and_failed"):
+            for label in ("accepted", "rejected", "failed", "rejected_and_failed"):
                 page.get_by_text(label, exact=True).first.wait_for()
             page.get_by_text("1x1 pixels").first.wait_for()
             page.get_by_text(hostile).first.wait_for()
+            page.get_by_text(gone).first.wait_for()
+            page.get_by_text("ObjectNotFound").first.wait_for()
             page.screenshot(path=shots / "uploaded-images.png", full_page=True)
         except Exception:
             page.screenshot(path=shots / "failure.png", full_page=True)
