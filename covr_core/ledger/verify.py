@@ -35,11 +35,13 @@ import hashlib
 import json
 import json.encoder
 import json.scanner
+import logging
 import multiprocessing
 import os
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -54,6 +56,8 @@ MISSING_ENTRY = "missing entry"
 HEAD_MISMATCH = "head mismatch"
 CHECKPOINT_MISMATCH = "checkpoint mismatch"
 BAD_SIGNATURE = "bad signature"
+
+log = logging.getLogger(__name__)
 
 _GENESIS_HEX = canonical.GENESIS_HASH.hex().encode()
 
@@ -152,12 +156,20 @@ def _verify(conn, report: Report, copy_id, trusted_keys, exported, started, work
     # Workers share this transaction's snapshot, so only a transaction opened here can hand it out.
     bounds = None if copy_id or not own_snapshot else _parts(conn, workers)
     if bounds:
-        _scan_in_parallel(conn, bounds, leaves, chain_problems, seen, report)
-    else:
+        try:
+            _scan_in_parallel(conn, bounds, leaves, chain_problems, seen, report)
+        except BrokenProcessPool as exc:
+            # A worker died (killed, out of memory, or a caller's main module that is not import-safe, which
+            # spawned processes re-run): nothing of theirs was kept, so the scan is made here instead.
+            log.warning("ledger verification workers failed (%s); verifying in this process", exc)
+            bounds = None
+    if not bounds:
         where = sql.SQL("where e.copy_id = {}").format(sql.Literal(copy_id)) if copy_id else sql.SQL("")
         _scan(conn, sql.SQL(_ENTRIES).format(where=where), heads, leaves, chain_problems, seen, report)
     # Chains that have a head (or a checkpointed leaf) but no entry left at all.
-    for cid in sorted(set(heads) | set(leaves), key=uuid.UUID):
+    # Copy ids are canonical uuid text here (Postgres's, or str(UUID)), which sorts as the uuids do: comparing
+    # strings, not UUID objects, saves ~1 s at 100k copies.
+    for cid in sorted(set(heads) | set(leaves)):
         if cid in seen:
             continue
         head_seq, head_hash = heads.get(cid, (0, canonical.GENESIS_HASH))
@@ -168,7 +180,7 @@ def _verify(conn, report: Report, copy_id, trusted_keys, exported, started, work
         elif head_seq > 0:
             chain_problems.append(Problem(MISSING_ENTRY, f"the head says {head_seq} entries, none is stored",
                                           cid, 1))
-    chain_problems.sort(key=lambda p: (uuid.UUID(p.copy_id), p.seq or 0))
+    chain_problems.sort(key=lambda p: (p.copy_id, p.seq or 0))
     report.problems.extend(chain_problems)
     report.seconds = time.perf_counter() - started
     return report
@@ -203,18 +215,17 @@ def _scan_in_parallel(conn, bounds, leaves, problems, seen, report) -> None:
     with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
         snapshot = cur.execute("select pg_export_snapshot()").fetchone()[0]
     conninfo = psycopg.conninfo.make_conninfo(conn.info.dsn, password=conn.info.password)
-    jobs = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(bounds), mp_context=context) as pool:
-        for lower, upper in bounds:
-            part = {c: v for c, v in leaves.items() if _within(c, lower, upper)}
-            jobs.append(pool.submit(_verify_part, conninfo, snapshot, lower, upper, part, report.checkpoint_id))
-        for job in jobs:  # in range order, so problems stay in copy-id order
-            found, part_seen, copies, entries = job.result()
-            problems.extend(found)
-            seen.update(part_seen)
-            report.copies += copies
-            report.entries += entries
+        jobs = [pool.submit(_verify_part, conninfo, snapshot, lower, upper,
+                            {c: v for c, v in leaves.items() if _within(c, lower, upper)}, report.checkpoint_id)
+                for lower, upper in bounds]
+        results = [job.result() for job in jobs]  # all or nothing: a failed worker raises before any is kept
+    for found, part_seen, copies, entries in results:  # in range order, so problems stay in copy-id order
+        problems.extend(found)
+        seen.update(part_seen)
+        report.copies += copies
+        report.entries += entries
 
 
 def _within(copy_id: str, lower: str | None, upper: str | None) -> bool:
