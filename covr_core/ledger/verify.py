@@ -18,19 +18,18 @@ large ledger is scanned by one worker process per core over copy-id ranges, all 
 
 Speed (bench/ledger.py). The content check used to rebuild the whole framed entry as a dict and re-encode it
 with the json module's Python wrappers, per row. It now assembles the very same bytes piece by piece: the
-fixed framing from the columns' COPY text (uuids, digits and hex need no encoding) around the canonical JSON
-of the payload and refs columns, made by the json module's C scanner and encoder called directly (and
-cached for repeated values such as `{}`). json.dumps of a dict with sorted keys is exactly that
-concatenation, so the comparison is byte for byte the old one; whatever the cheap path cannot build or does
-not match goes to `_agrees`, the old check (with its rfc8785 fallback), so no verdict changes. A row is one
-COPY message (libpq's guarantee), so rows are not re-split from a buffer. Comparing in Postgres instead
+fixed framing from the columns (uuids, digits and hex need no JSON encoding) around the canonical JSON of the
+payload and refs columns, made by the json module's C scanner and encoder called directly (and cached for
+repeated values such as `{}`). json.dumps of a dict with sorted keys is exactly that concatenation, so the
+comparison is byte for byte the old one; whatever the cheap path cannot build or does not match goes to
+`_agrees`, the old check (with its rfc8785 fallback), so no verdict changes. Rows come as binary COPY, parsed
+by psycopg's C loaders (see _ENTRIES). Comparing in Postgres instead
 (jsonb equality of the parsed canonical bytes) was measured slower on this 2-core box (parsing 300 bytes
 into jsonb costs more than Python's C json) and would no longer check that the hashed bytes are canonical.
 """
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import json
 import json.encoder
@@ -40,9 +39,11 @@ import multiprocessing
 import os
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -59,14 +60,17 @@ BAD_SIGNATURE = "bad signature"
 
 log = logging.getLogger(__name__)
 
-_GENESIS_HEX = canonical.GENESIS_HASH.hex().encode()
 
+# Read in COPY's binary format: bytea arrives raw (no hex to make and unmake) and Postgres spends a third less
+# per row. ts is read as the int8 its binary form is, microseconds since 2000-01-01 UTC (Postgres's epoch):
+# the epoch microseconds hashed are that plus _PG_EPOCH_US, without Postgres computing them in numeric.
 _ENTRIES = """
-select e.copy_id, e.seq, encode(e.prev_hash, 'hex'), encode(e.entry_hash, 'hex'), encode(e.canonical, 'hex'),
-       (extract(epoch from e.ts) * 1000000)::bigint, e.entry_type, e.from_user_id, e.to_user_id,
-       e.refs::text, e.payload::text
+select e.copy_id::text, e.seq, e.prev_hash, e.entry_hash, e.canonical, e.ts, e.entry_type, e.from_user_id::text,
+       e.to_user_id::text, e.refs::text, e.payload::text
 from ledger.entry e {where} order by e.copy_id, e.seq
 """
+_ENTRY_TYPES = ["text", "int8", "bytea", "bytea", "bytea", "int8", "text", "text", "text", "text", "text"]
+_PG_EPOCH_US = 946_684_800_000_000
 # The benchmark's baseline reads exactly these rows and columns, without checking anything.
 RAW_READ = """
 copy (select e.copy_id, e.seq, encode(e.prev_hash, 'hex'), encode(e.entry_hash, 'hex'), encode(e.canonical, 'hex'),
@@ -152,17 +156,21 @@ def _verify(conn, report: Report, copy_id, trusted_keys, exported, started, work
     leaves = _check_checkpoints(conn, report, trusted_keys or {}, exported or [], copy_id)
     chain_problems: list[Problem] = []
     seen: set = set()
-    heads = _heads(conn, copy_id)
     # Workers share this transaction's snapshot, so only a transaction opened here can hand it out.
     bounds = None if copy_id or not own_snapshot else _parts(conn, workers)
+    heads = None
     if bounds:
         try:
-            _scan_in_parallel(conn, bounds, leaves, chain_problems, seen, report)
+            # The heads are read here while the workers start (they read their own range's heads too).
+            heads = _scan_in_parallel(conn, bounds, leaves, chain_problems, seen, report,
+                                      meanwhile=lambda: _heads(conn, None))
         except BrokenProcessPool as exc:
             # A worker died (killed, out of memory, or a caller's main module that is not import-safe, which
             # spawned processes re-run): nothing of theirs was kept, so the scan is made here instead.
             log.warning("ledger verification workers failed (%s); verifying in this process", exc)
             bounds = None
+    if heads is None:
+        heads = _heads(conn, copy_id)
     if not bounds:
         where = sql.SQL("where e.copy_id = {}").format(sql.Literal(copy_id)) if copy_id else sql.SQL("")
         _scan(conn, sql.SQL(_ENTRIES).format(where=where), heads, leaves, chain_problems, seen, report)
@@ -205,13 +213,14 @@ def _parts(conn, workers: int | None) -> list[tuple[str | None, str | None]] | N
     return list(zip(edges, edges[1:]))
 
 
-def _scan_in_parallel(conn, bounds, leaves, problems, seen, report) -> None:
+def _scan_in_parallel(conn, bounds, leaves, problems, seen, report, meanwhile: Callable[[], Any]) -> Any:
     """_scan over copy-id ranges in worker processes, all reading this transaction's snapshot.
 
     Python's per-row hashing and re-encoding is what limits a scan (Postgres sends rows ~4x faster than one
     process checks them), so a process per core is the speed-up. The snapshot is exported
     (pg_export_snapshot) and imported by every worker, so together they read the one state this transaction
-    sees. Workers are spawned, not forked: a forked child would share this connection's socket."""
+    sees. Workers are spawned, not forked: a forked child would share this connection's socket. Returns what
+    `meanwhile` returns, called while the workers run."""
     with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
         snapshot = cur.execute("select pg_export_snapshot()").fetchone()[0]
     conninfo = psycopg.conninfo.make_conninfo(conn.info.dsn, password=conn.info.password)
@@ -220,12 +229,14 @@ def _scan_in_parallel(conn, bounds, leaves, problems, seen, report) -> None:
         jobs = [pool.submit(_verify_part, conninfo, snapshot, lower, upper,
                             {c: v for c, v in leaves.items() if _within(c, lower, upper)}, report.checkpoint_id)
                 for lower, upper in bounds]
+        done = meanwhile()
         results = [job.result() for job in jobs]  # all or nothing: a failed worker raises before any is kept
     for found, part_seen, copies, entries in results:  # in range order, so problems stay in copy-id order
         problems.extend(found)
         seen.update(part_seen)
         report.copies += copies
         report.entries += entries
+    return done
 
 
 def _within(copy_id: str, lower: str | None, upper: str | None) -> bool:
@@ -268,16 +279,15 @@ def _heads(conn, copy_id) -> dict:
 def _scan(conn, query, heads, leaves, problems, seen, report) -> None:
     tag = canonical.ENTRY_TAG
     sha256 = hashlib.sha256
-    unhex, tohex = binascii.a2b_hex, binascii.b2a_hex
     framed = _framed_bytes
     current = None
     expect_seq = 1
-    last_hex = _GENESIS_HEX
+    last_hash = canonical.GENESIS_HASH
     bad = False
     leaf = None
     copies = entries = 0
 
-    def close(cid, last_seq, last_hex, bad):
+    def close(cid, last_seq, last_hash, bad):
         # End of one copy's entries: its head, then the latest checkpoint's leaf.
         if bad:
             return
@@ -286,10 +296,9 @@ def _scan(conn, query, heads, leaves, problems, seen, report) -> None:
             problems.append(Problem(MISSING_ENTRY, f"ledger.chain says head {head_seq}, the chain ends at entry "
                                     f"{last_seq}: the tail is gone", cid, last_seq + 1))
             return
-        if head_seq != last_seq or head_hash.hex().encode() != last_hex:
-            problems.append(Problem(HEAD_MISMATCH, f"ledger.chain says head {head_seq} "
-                                    f"({(head_hash or b'').hex()[:16]}…), the last entry is {last_seq} "
-                                    f"({last_hex[:16].decode()}…)", cid, last_seq))
+        if head_seq != last_seq or head_hash != last_hash:
+            problems.append(Problem(HEAD_MISMATCH, f"ledger.chain says head {head_seq} ({_hex16(head_hash)}…), "
+                                    f"the last entry is {last_seq} ({_hex16(last_hash)}…)", cid, last_seq))
             return
         leaf = leaves.get(cid)
         if leaf is not None and leaf[0] > last_seq:
@@ -297,75 +306,61 @@ def _scan(conn, query, heads, leaves, problems, seen, report) -> None:
                                     f"{leaf[0]}, but the chain ends at entry {last_seq}: entries from "
                                     f"{last_seq + 1} on are gone", cid, last_seq + 1))
 
-    leaf_checks = {cid.encode(): (seq, h.hex().encode()) for cid, (seq, h) in leaves.items()}
-    with conn.cursor() as cur, cur.copy(sql.SQL("copy ({}) to stdout").format(query)) as stream:
-        for line in _lines(stream):
-            f = line.split(b"\t")
+    with conn.cursor() as cur, cur.copy(sql.SQL("copy ({}) to stdout (format binary)").format(query)) as stream:
+        stream.set_types(_ENTRY_TYPES)
+        for f in stream.rows():
             cid = f[0]
             if cid != current:
                 if current is not None:
-                    close(current.decode(), expect_seq - 1, last_hex, bad)
+                    close(current, expect_seq - 1, last_hash, bad)
                 current = cid
-                seen.add(cid.decode())
+                seen.add(cid)
                 copies += 1
-                expect_seq, last_hex, bad = 1, _GENESIS_HEX, False
-                leaf = leaf_checks.get(cid)
+                expect_seq, last_hash, bad = 1, canonical.GENESIS_HASH, False
+                leaf = leaves.get(cid)
             entries += 1
             if bad:
                 continue
-            seq = int(f[1])
+            seq = f[1]
             if seq != expect_seq:
                 problems.append(Problem(MISSING_ENTRY, f"entry {expect_seq} is not stored (the next stored is "
-                                        f"{seq})", cid.decode(), expect_seq))
+                                        f"{seq})", cid, expect_seq))
                 bad = True
                 continue
-            canon = unhex(f[4])
-            if tohex(sha256(tag + canon).digest()) != f[3]:
-                problems.append(Problem(HASH_MISMATCH, "its hashed bytes do not hash to its entry_hash",
-                                        cid.decode(), seq))
+            canon = f[4] or b""
+            if sha256(tag + canon).digest() != f[3]:
+                problems.append(Problem(HASH_MISMATCH, "its hashed bytes do not hash to its entry_hash", cid, seq))
                 bad = True
                 continue
             if framed(f) != canon and not _agrees(f, canon):
                 problems.append(Problem(CONTENT_MISMATCH, "its stored columns (payload, refs, ts, type, "
-                                        "users) differ from the hashed bytes", cid.decode(), seq))
+                                        "users) differ from the hashed bytes", cid, seq))
                 bad = True
                 continue
-            if f[2] != last_hex:
-                problems.append(Problem(BROKEN_LINK, f"prev_hash {f[2][:16].decode()}… is not entry "
-                                        f"{seq - 1}'s hash {last_hex[:16].decode()}…", cid.decode(), seq))
+            if f[2] != last_hash:
+                problems.append(Problem(BROKEN_LINK, f"prev_hash {_hex16(f[2])}… is not entry {seq - 1}'s hash "
+                                        f"{_hex16(last_hash)}…", cid, seq))
                 bad = True
                 continue
-            last_hex = f[3]
+            last_hash = f[3]
             expect_seq = seq + 1
-            if leaf is not None and leaf[0] == seq and leaf[1] != last_hex:
+            if leaf is not None and leaf[0] == seq and leaf[1] != last_hash:
                 problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {report.checkpoint_id} signed "
-                                        f"hash {leaf[1][:16].decode()}… for entry {seq}: this entry or one "
-                                        "before it was rewritten", cid.decode(), seq))
+                                        f"hash {_hex16(leaf[1])}… for entry {seq}: this entry or one "
+                                        "before it was rewritten", cid, seq))
                 bad = True
         if current is not None:
-            close(current.decode(), expect_seq - 1, last_hex, bad)
+            close(current, expect_seq - 1, last_hash, bad)
     report.copies += copies
     report.entries += entries
 
 
-def _lines(stream):
-    """The rows of a text COPY, without their newline. libpq hands over one whole row per message, so a
-    message is a row; the buffering below only runs if a message ever holds less or more than one."""
-    rest = b""
-    for block in stream:
-        data = bytes(block)
-        if not rest and data[-1:] == b"\n" and data.count(b"\n") == 1:
-            yield data[:-1]
-            continue
-        lines = (rest + data).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
+def _hex16(value) -> str:
+    return bytes(value or b"").hex()[:16]
 
 
-_FRAME = (b'{"copy_id":"%b","entry_type":%b,"from_user_id":%b,"payload":%b,"prev_hash":"%b","refs":%b,'
-          b'"seq":%b,"to_user_id":%b,"ts_us":%b,"v":' + str(canonical.VERSION).encode() + b'}')
+_FRAME = ('{"copy_id":"%s","entry_type":%s,"from_user_id":%s,"payload":%s,"prev_hash":"%s","refs":%s,'
+          '"seq":%d,"to_user_id":%s,"ts_us":%d,"v":' + str(canonical.VERSION) + '}')
 _NOT_JSON = b"\x00not json"  # never equal to hashed bytes: the caller falls back to _agrees
 
 
@@ -377,33 +372,32 @@ def _framed_bytes(f) -> bytes:
     the cheap way returns bytes that never match, and the caller asks _agrees, which decides exactly as before.
     """
     try:
-        return _FRAME % (
-            f[0], _json_text(f[6]), _user(f[7]), _jsonb_canonical(f[10]), f[2], _jsonb_canonical(f[9]),
-            f[1], _user(f[8]), f[5],
-        )
-    except (ValueError, RecursionError, StopIteration, TypeError):
+        return (_FRAME % (
+            f[0], _json_text(f[6]), _user(f[7]), _jsonb_canonical(f[10]), f[2].hex(), _jsonb_canonical(f[9]),
+            f[1], _user(f[8]), f[5] + _PG_EPOCH_US,
+        )).encode()
+    except (ValueError, RecursionError, StopIteration, TypeError, AttributeError, UnicodeError):
         return _NOT_JSON
 
 
-def _user(value: bytes) -> bytes:
-    return b"null" if value == b"\\N" else b'"' + value + b'"'
+def _user(value: str | None) -> str:
+    return "null" if value is None else '"' + value + '"'
 
 
-_canonical_cache: dict[bytes, bytes] = {}
-_text_cache: dict[bytes, bytes] = {}
+_canonical_cache: dict[str, str] = {}
+_text_cache: dict[str, str] = {}
 
 
-def _jsonb_canonical(value: bytes) -> bytes:
-    """A JSONB column's COPY text re-encoded as _agrees does (sorted keys, no spaces); repeats are cached."""
-    out = _canonical_cache.get(value)
+def _jsonb_canonical(text: str) -> str:
+    """A JSONB column's text re-encoded as _agrees does (sorted keys, no spaces); repeats are cached."""
+    out = _canonical_cache.get(text)
     if out is None:
         if len(_canonical_cache) > 65536:
             _canonical_cache.clear()
-        text = _unescape(value).decode()
         obj, end = _scan_once(text, 0)
         if end != len(text):
             raise ValueError("trailing data")
-        out = _canonical_cache[value] = "".join(_c_encode(obj, 0)).encode()
+        out = _canonical_cache[text] = "".join(_c_encode(obj, 0))
     return out
 
 
@@ -419,31 +413,31 @@ _c_encode = (json.encoder.c_make_encoder(None, _refuse, json.encoder.c_encode_ba
              if json.encoder.c_make_encoder and json.encoder.c_encode_basestring else None)
 
 
-def _json_text(value: bytes) -> bytes:
+def _json_text(value: str) -> str:
     out = _text_cache.get(value)
     if out is None:
         if len(_text_cache) > 1024:
             _text_cache.clear()
-        out = _text_cache[value] = _encode(value.decode()).encode()
+        out = _text_cache[value] = _encode(value)
     return out
 
 
 def _agrees(f, canon: bytes) -> bool:
     """Whether the stored columns re-encode to exactly the hashed bytes (byte for byte: `true` is not `1`)."""
     try:
-        refs, payload = _decode(_unescape(b"[" + f[9] + b"," + f[10] + b"]").decode())
         expected = {
-            "v": canonical.VERSION, "copy_id": f[0].decode(), "seq": int(f[1]), "prev_hash": f[2].decode(),
-            "ts_us": int(f[5]), "entry_type": f[6].decode(),
-            "from_user_id": None if f[7] == b"\\N" else f[7].decode(),
-            "to_user_id": None if f[8] == b"\\N" else f[8].decode(),
-            "refs": refs, "payload": payload,
+            "v": canonical.VERSION, "copy_id": f[0], "seq": f[1], "prev_hash": f[2].hex(), "ts_us": f[5] + _PG_EPOCH_US,
+            "entry_type": f[6], "from_user_id": f[7], "to_user_id": f[8],
+            "refs": _decode(f[9]), "payload": _decode(f[10]),
         }
-    except ValueError:
+    except (ValueError, TypeError, AttributeError):
         return False
     # json.dumps with sorted keys is RFC 8785 for I-JSON except key order beyond the BMP; rfc8785 decides then.
-    if _encode(expected).encode() == canon:
-        return True
+    try:
+        if _encode(expected).encode() == canon:
+            return True
+    except (ValueError, TypeError, UnicodeError):
+        return False
     try:
         return canonical.canonical_bytes(expected) == canon
     except Exception:  # noqa: BLE001 - a tampered value rfc8785 cannot even encode is a mismatch
@@ -452,11 +446,6 @@ def _agrees(f, canon: bytes) -> bool:
 
 _encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 _decode = json.JSONDecoder().decode
-
-
-def _unescape(value: bytes) -> bytes:
-    # COPY's text format doubles backslashes; jsonb text holds no raw control characters to unescape.
-    return value.replace(b"\\\\", b"\\") if b"\\" in value else value
 
 
 def _check_checkpoints(conn, report: Report, keys: dict, exported: list[dict], copy_id) -> dict:
