@@ -216,7 +216,7 @@ def _parts(conn, workers: int | None) -> list[tuple[str | None, str | None]] | N
 def _scan_in_parallel(conn, bounds, leaves, problems, seen, report, meanwhile: Callable[[], Any]) -> Any:
     """_scan over copy-id ranges in worker processes, all reading this transaction's snapshot.
 
-    Python's per-row hashing and re-encoding is what limits a scan (Postgres sends rows ~4x faster than one
+    Python's per-row hashing and re-encoding is what limits a scan (Postgres sends rows ~3x faster than one
     process checks them), so a process per core is the speed-up. The snapshot is exported
     (pg_export_snapshot) and imported by every worker, so together they read the one state this transaction
     sees. Workers are spawned, not forked: a forked child would share this connection's socket. Returns what
