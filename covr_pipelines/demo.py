@@ -286,12 +286,16 @@ def _summary(settings: Settings, db: Database, members: dict[str, Member], uploa
     print(f"  ledger key      {_key_where(settings)}")
     print(f"  sample files    {(settings.home / 'demo').absolute()}")
     print("\nopen next:")
-    print(f"  covr dev                          the Dagster UI on {DAGSTER_UI_URL} (the runs above, the asset graph) "
-          f"and the API on {API_URL}")
-    print(f"  {API_URL}/docs      the API's documentation; log in as "
-          f"{', '.join(members)} with password {DEMO_PASSWORD!r}")
-    print(f"  {DAGSTER_UI_URL}/runs      the ingest runs of this demo")
-    print("  covr ledger verify                verify every chain again; covr notifications status")
+    rows = [
+        ("covr dev", f"the Dagster UI on {DAGSTER_UI_URL} (the runs above, the asset graph) and the API on {API_URL}"),
+        (f"{API_URL}/docs", f"the API's documentation; log in as {', '.join(members)} with password "
+                            f"{DEMO_PASSWORD!r}"),
+        (f"{DAGSTER_UI_URL}/runs", "the ingest runs of this demo"),
+        ("covr ledger verify", "verify every chain again; covr notifications status"),
+    ]
+    width = max(len(what) for what, _ in rows) + 4
+    for what, why in rows:
+        print(f"  {what:<{width}}{why}")
 
 
 def _key_where(settings: Settings) -> str:
