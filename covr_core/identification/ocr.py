@@ -270,6 +270,9 @@ class RapidOcrEngine(OcrEngine):
             "Rec.rec_batch_num": 1,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            # onnxruntime's memory arena reuses each run's buffers instead of allocating them anew (rapidocr turns
+            # it off): OCR per photo 505 -> 459 ms and 494 -> 471 ms in two paired runs, ~16 MB more resident.
+            "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
         })
         self.max_lines = max_lines
         self.prominent_share = prominent_share
