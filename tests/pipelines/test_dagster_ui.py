@@ -11,7 +11,6 @@ import sys
 import time
 import uuid
 
-import dagster as dg
 import httpx
 import pytest
 from PIL import Image
