@@ -39,11 +39,9 @@ import multiprocessing
 import os
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -155,39 +153,21 @@ def verify(
 def _verify(conn, report: Report, copy_id, trusted_keys, exported, started, workers, own_snapshot) -> Report:
     leaves = _check_checkpoints(conn, report, trusted_keys or {}, exported or [], copy_id)
     chain_problems: list[Problem] = []
-    seen: set = set()
     # Workers share this transaction's snapshot, so only a transaction opened here can hand it out.
     bounds = None if copy_id or not own_snapshot else _parts(conn, workers)
-    heads = None
     if bounds:
         try:
-            # The heads are read here while the workers start (they read their own range's heads too).
-            heads = _scan_in_parallel(conn, bounds, leaves, chain_problems, seen, report,
-                                      meanwhile=lambda: _heads(conn, None))
+            _scan_in_parallel(conn, bounds, leaves, chain_problems, report)
         except BrokenProcessPool as exc:
             # A worker died (killed, out of memory, or a caller's main module that is not import-safe, which
             # spawned processes re-run): nothing of theirs was kept, so the scan is made here instead.
             log.warning("ledger verification workers failed (%s); verifying in this process", exc)
             bounds = None
-    if heads is None:
-        heads = _heads(conn, copy_id)
     if not bounds:
         where = sql.SQL("where e.copy_id = {}").format(sql.Literal(copy_id)) if copy_id else sql.SQL("")
-        _scan(conn, sql.SQL(_ENTRIES).format(where=where), heads, leaves, chain_problems, seen, report)
-    # Chains that have a head (or a checkpointed leaf) but no entry left at all.
+        _scan(conn, sql.SQL(_ENTRIES).format(where=where), _heads(conn, copy_id), leaves, chain_problems, report)
     # Copy ids are canonical uuid text here (Postgres's, or str(UUID)), which sorts as the uuids do: comparing
     # strings, not UUID objects, saves ~1 s at 100k copies.
-    for cid in sorted(set(heads) | set(leaves)):
-        if cid in seen:
-            continue
-        head_seq, head_hash = heads.get(cid, (0, canonical.GENESIS_HASH))
-        leaf = leaves.get(cid)
-        if leaf is not None:
-            chain_problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {report.checkpoint_id} signed head "
-                                          f"{leaf[0]}, but the chain has no entry left", cid, 1))
-        elif head_seq > 0:
-            chain_problems.append(Problem(MISSING_ENTRY, f"the head says {head_seq} entries, none is stored",
-                                          cid, 1))
     chain_problems.sort(key=lambda p: (p.copy_id, p.seq or 0))
     report.problems.extend(chain_problems)
     report.seconds = time.perf_counter() - started
@@ -213,14 +193,13 @@ def _parts(conn, workers: int | None) -> list[tuple[str | None, str | None]] | N
     return list(zip(edges, edges[1:]))
 
 
-def _scan_in_parallel(conn, bounds, leaves, problems, seen, report, meanwhile: Callable[[], Any]) -> Any:
+def _scan_in_parallel(conn, bounds, leaves, problems, report) -> None:
     """_scan over copy-id ranges in worker processes, all reading this transaction's snapshot.
 
     Python's per-row hashing and re-encoding is what limits a scan (Postgres sends rows ~3x faster than one
     process checks them), so a process per core is the speed-up. The snapshot is exported
     (pg_export_snapshot) and imported by every worker, so together they read the one state this transaction
-    sees. Workers are spawned, not forked: a forked child would share this connection's socket. Returns what
-    `meanwhile` returns, called while the workers run."""
+    sees. Workers are spawned, not forked: a forked child would share this connection's socket."""
     with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
         snapshot = cur.execute("select pg_export_snapshot()").fetchone()[0]
     conninfo = psycopg.conninfo.make_conninfo(conn.info.dsn, password=conn.info.password)
@@ -229,14 +208,11 @@ def _scan_in_parallel(conn, bounds, leaves, problems, seen, report, meanwhile: C
         jobs = [pool.submit(_verify_part, conninfo, snapshot, lower, upper,
                             {c: v for c, v in leaves.items() if _within(c, lower, upper)}, report.checkpoint_id)
                 for lower, upper in bounds]
-        done = meanwhile()
         results = [job.result() for job in jobs]  # all or nothing: a failed worker raises before any is kept
-    for found, part_seen, copies, entries in results:  # in range order, so problems stay in copy-id order
+    for found, copies, entries in results:
         problems.extend(found)
-        seen.update(part_seen)
         report.copies += copies
         report.entries += entries
-    return done
 
 
 def _within(copy_id: str, lower: str | None, upper: str | None) -> bool:
@@ -245,7 +221,7 @@ def _within(copy_id: str, lower: str | None, upper: str | None) -> bool:
 
 
 def _verify_part(conninfo: str, snapshot: str, lower: str | None, upper: str | None, leaves: dict,
-                 checkpoint_id: int | None) -> tuple[list[Problem], set, int, int]:
+                 checkpoint_id: int | None) -> tuple[list[Problem], int, int]:
     """One worker's range: its heads and entries, read in the exported snapshot."""
     clauses = []
     if lower is not None:
@@ -255,7 +231,6 @@ def _verify_part(conninfo: str, snapshot: str, lower: str | None, upper: str | N
     where = sql.SQL("where ") + sql.SQL(" and ").join(clauses)
     report = Report(checkpoint_id=checkpoint_id)
     problems: list[Problem] = []
-    seen: set = set()
     with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
         conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
@@ -263,8 +238,8 @@ def _verify_part(conninfo: str, snapshot: str, lower: str | None, upper: str | N
             cur.execute(sql.SQL("select copy_id::text, head_seq, head_hash from ledger.chain {}").format(where))
             heads = {c: (s, bytes(h)) for c, s, h in cur}
         entries_where = sql.SQL("where ") + sql.SQL(" and ").join(sql.SQL("e.") + c for c in clauses)
-        _scan(conn, sql.SQL(_ENTRIES).format(where=entries_where), heads, leaves, problems, seen, report)
-    return problems, seen, report.copies, report.entries
+        _scan(conn, sql.SQL(_ENTRIES).format(where=entries_where), heads, leaves, problems, report)
+    return problems, report.copies, report.entries
 
 
 def _heads(conn, copy_id) -> dict:
@@ -276,11 +251,13 @@ def _heads(conn, copy_id) -> dict:
         return {c: (s, bytes(h)) for c, s, h in cur}
 
 
-def _scan(conn, query, heads, leaves, problems, seen, report) -> None:
+def _scan(conn, query, heads, leaves, problems, report) -> None:
+    """Every entry `query` reads, in copy and seq order, then the chains of `heads` and `leaves` it never saw."""
     tag = canonical.ENTRY_TAG
     sha256 = hashlib.sha256
     framed = _framed_bytes
     current = None
+    seen = set()
     expect_seq = 1
     last_hash = canonical.GENESIS_HASH
     bad = False
@@ -351,6 +328,14 @@ def _scan(conn, query, heads, leaves, problems, seen, report) -> None:
                 bad = True
         if current is not None:
             close(current, expect_seq - 1, last_hash, bad)
+    # Chains that have a head (or a checkpointed leaf) but no entry left at all.
+    for cid in set(heads).union(leaves).difference(seen):
+        leaf = leaves.get(cid)
+        if leaf is not None:
+            problems.append(Problem(CHECKPOINT_MISMATCH, f"checkpoint {report.checkpoint_id} signed head "
+                                    f"{leaf[0]}, but the chain has no entry left", cid, 1))
+        elif heads[cid][0] > 0:
+            problems.append(Problem(MISSING_ENTRY, f"the head says {heads[cid][0]} entries, none is stored", cid, 1))
     report.copies += copies
     report.entries += entries
 
