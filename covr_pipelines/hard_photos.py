@@ -512,7 +512,9 @@ def shoot(cover: Image.Image, *, seed: int, condition: str = "", size: tuple[int
     frame.paste((0, 0, 0), (int(h / 100), int(h / 100)), shadow)
     frame.paste(placed, (0, 0), mask)
 
-    lens_blur = float(rng.uniform(0.3, 0.9)) * h / 960
+    # Lens blur in pixels grows with the frame only up to a downscaled photo's size: a phone's in-focus blur at its
+    # native 12 MP is about one pixel (sigma 0.45-1.35 here), not 3x the 960-px figure.
+    lens_blur = float(rng.uniform(0.3, 0.9)) * min(h, 1440) / 960
     frame = frame.filter(ImageFilter.GaussianBlur(lens_blur))
     if condition == "motion_blur":
         frame = _motion_blur(frame, float(rng.uniform(5, 9)) * h / 960, float(rng.uniform(0, 180)))
