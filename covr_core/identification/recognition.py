@@ -76,18 +76,21 @@ def lines_evidence(lines: Sequence[OcrLine]) -> list[dict]:
     ]
 
 
-def read_photo(image: Image.Image, engine: OcrEngine, *, is_known: Callable[[str], bool]) -> Reading:
+def read_photo(image: Image.Image, engine: OcrEngine, *, is_known: Callable[[str], bool],
+               full_resolution: Callable[[], Image.Image] | None = None) -> Reading:
     """Barcode, then OCR unless the barcode's ISBN is one the catalog knows (`is_known`).
 
     `image` is the oriented photo at recognition scale (load_for_recognition: ~2000 px long side), any mode.
+    `full_resolution`, when `image` is a reduced decode, returns the full one for a small barcode (read_isbn_barcode).
     """
     reading = Reading()
     gray = image if image.mode == "L" else image.convert("L")
     t0 = time.perf_counter()
-    result = read_isbn_barcode(gray)
+    result = read_isbn_barcode(gray, full_resolution=full_resolution)
     reading.barcode_isbn = result.isbn13
     reading.barcode = {"isbn13": result.isbn13, "codes": result.codes, "attempts": len(result.attempts),
-                       "barcode_like_share": result.gate_share}
+                       "read_by": result.attempts[-1]["name"] if result.isbn13 else None,
+                       "barcode_like_share": result.gate_share, "bar_like_regions": result.regions}
     t1 = time.perf_counter()
     # OCR is the dearest stage; a barcode the catalog knows leaves it nothing to add. An unknown ISBN still needs
     # it, for a provisional title.

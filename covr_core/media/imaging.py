@@ -330,6 +330,18 @@ def load_for_recognition(
     return _decode(data, limits, mode=mode, at_least=min_long_side, side=max).image
 
 
+def full_resolution_loader(
+    data: bytes, decoded: Image.Image, *, mode: str = "L", limits: ImageLimits = ImageLimits()
+) -> Callable[[], Image.Image] | None:
+    """For ``decoded``, a reduced decode of ``data`` (load_for_recognition), a function that decodes the full
+    resolution when called; None when ``decoded`` is already full size. Reading the header here costs no decode."""
+    with Image.open(io.BytesIO(data)) as header:
+        full_side = max(header.size)
+    if full_side <= max(decoded.size):
+        return None
+    return lambda: _decode(data, limits, mode=mode, at_least=full_side, side=max).image
+
+
 def derivatives(data: bytes, *, limits: ImageLimits = ImageLimits()) -> Derivatives:
     """The normalised JPEG and thumbnail Covr serves instead of the original upload, from the upload's bytes.
 

@@ -18,6 +18,7 @@ from covr_core.media.imaging import (
     ImageLimits,
     ImageRejected,
     derivatives,
+    full_resolution_loader,
     hamming,
     inspect_image,
     load_for_recognition,
@@ -311,6 +312,19 @@ def test_load_for_recognition_drafts_jpeg_but_keeps_the_long_side(medium_photo: 
     assert image.mode == "L"
     assert image.size == (900, 1200)  # 1/2 scale, oriented; 1/4 would leave 600 px
     assert load_for_recognition(data, min_long_side=2400).size == (1800, 2400)
+
+
+def test_full_resolution_loader_decodes_the_whole_photo_only_when_asked(medium_photo: Image.Image) -> None:
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    data = encode(medium_photo, quality=85, exif=exif.tobytes())
+    reduced = load_for_recognition(data, min_long_side=1000)
+
+    full = full_resolution_loader(data, reduced)
+
+    assert full is not None
+    assert (full().size, full().mode) == ((1800, 2400), "L")  # oriented like the reduced decode
+    assert full_resolution_loader(data, load_for_recognition(data, min_long_side=2400)) is None
 
 
 def test_load_for_recognition_decodes_other_formats_in_full(encoded_small_photo: dict[str, bytes]) -> None:

@@ -10,7 +10,7 @@ import dagster as dg
 from covr_core.dedup.failures import describe_failure, is_database_outage, resolve_failure
 from covr_core.dedup.ingest import batch_images, record_identification
 from covr_core.identification.recognition import Reading, identify_reading, known_books, read_photo
-from covr_core.media.imaging import load_for_recognition, normalized_jpeg
+from covr_core.media.imaging import full_resolution_loader, load_for_recognition, normalized_jpeg
 from covr_core.media.rectify import rectified
 from covr_core.media.storage import derived_key
 from covr_core.vectors.stores import CoverPoint, PgVectorStore
@@ -58,7 +58,8 @@ def _read(image: dict, store, ocr: OcrResource, keep_rgb: bool, is_known) -> See
     rgb = load_for_recognition(data, mode="RGB")
     store.put(derived_key(image["object_key"], "normalized"), normalized_jpeg(rgb), content_type="image/jpeg")
     t1 = time.perf_counter()
-    seen.reading = read_photo(rgb, ocr.get_engine(), is_known=is_known)
+    seen.reading = read_photo(rgb, ocr.get_engine(), is_known=is_known,
+                              full_resolution=full_resolution_loader(data, rgb))
     if keep_rgb:
         # The embedding sees the book, flattened, when its outline was found; the whole frame otherwise.
         seen.rgb = rectified(rgb, seen.reading.cover) if seen.reading.cover is not None else rgb
