@@ -219,3 +219,41 @@ def test_photos_shot_sideways_without_exif_orientation_still_give_their_titles()
             text = ocr_for_identification(engine, upright.convert("L").rotate(angle, expand=True)).confident_text()
             read += set(re.findall(r"[a-z]{3,}", title.lower())) <= set(re.findall(r"[a-z]{3,}", text.lower()))
     assert read >= 10
+
+
+def test_detector_looks_at_the_book_outline_only_when_it_looks_like_a_book():
+    from covr_core.identification.ocr import _focus_window
+    from covr_core.media.rectify import CoverQuad
+
+    book = CoverQuad(corners=((0.3, 0.1), (0.6, 0.12), (0.58, 0.9), (0.28, 0.88)), area=0.23, score=0.25)
+    left, top, right, bottom = _focus_window(book, (1000, 800))
+
+    assert (left, right) == (261, 619) and (top, bottom) == (42, 758)  # the corners' box grown 6% each way
+    assert _focus_window(CoverQuad(book.corners, area=0.23, score=0.05), (1000, 800)) is None  # a desk sheet?
+    whole = CoverQuad(((0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99)), area=0.96, score=0.9)
+    assert _focus_window(whole, (1000, 800)) is None  # nothing to save
+    assert _focus_window(None, (1000, 800)) is None
+
+
+def test_lines_detected_on_the_outline_are_placed_in_the_whole_frame():
+    """The detector runs on the book's box; the boxes it returns, the crops read and the evidence are in the
+    frame's coordinates, and the title is read as from the whole frame."""
+    from covr_core.catalog.books import fold
+    from covr_core.media.rectify import find_cover
+    from covr_pipelines.hard_photos import hard_photo
+
+    photo = hard_photo("tilt", 9003)
+    rgb = ImageOps.exif_transpose(Image.open(BytesIO(photo.jpeg))).convert("RGB")
+    quad = find_cover(rgb)
+    engine = make_ocr_engine("rapidocr")
+    assert quad is not None and quad.score >= 0.14
+
+    windowed = ocr_for_identification(engine, rgb.convert("L"), focus=quad)
+    whole = ocr_for_identification(engine, rgb.convert("L"))
+
+    title_lines = [line for line in windowed.lines if set(fold(line.text).split()) & set(fold(photo.title).split())]
+    assert title_lines
+    assert all(quad.contains(sum(x for x, _ in line.box) / 4, sum(y for _, y in line.box) / 4)
+               for line in title_lines)
+    assert set(fold(photo.title).split()) <= set(fold(windowed.text).split())
+    assert set(fold(photo.title).split()) <= set(fold(whole.text).split())
