@@ -27,8 +27,8 @@ from covr_pipelines.resources import (
 )
 
 GROUP = "identification"
-# Images decoded at once: bounds memory (a half-resolution RGB decode of 12 MP is ~9 MB).
-CHUNK = 16
+# Images per chunk; at most three chunks are in memory at once (a half-resolution RGB decode of 12 MP is ~9 MB).
+CHUNK = 8
 
 
 @dataclass
@@ -156,17 +156,32 @@ def book_identifications(
                        if ident.source else "no book identified")
                 )
 
-        # A chunk is embedded while the next one is read: CLIP and the recognisers share the cores
-        # instead of taking turns. A chunk is identified once its own embeddings are stored.
+        # The recognisers never wait: the next chunk is being read while this one is embedded (CLIP shares the
+        # cores instead of taking turns) and the one before is identified and written. A chunk is identified once
+        # its own embeddings are stored.
+        chunks = [images[start : start + CHUNK] for start in range(0, len(images), CHUNK)]
         pending = None
         with ThreadPoolExecutor(max_workers=policy.workers) as pool, ThreadPoolExecutor(max_workers=1) as clip:
-            for start in range(0, len(images) + CHUNK, CHUNK):
-                chunk = images[start : start + CHUNK]
-                seen = list(pool.map(
-                    lambda im: _read_isolated(im, store, ocr, model is not None, is_known), chunk))
+            def read(chunk: list[dict]) -> list:
+                return [pool.submit(_read_isolated, im, store, ocr, model is not None, is_known) for im in chunk]
+
+            reading = read(chunks[0]) if chunks else []
+            upcoming: list = []
+            try:
+                for k in range(len(chunks)):
+                    # Queued behind this chunk's photos, so the workers go straight on to the next chunk.
+                    upcoming = read(chunks[k + 1]) if k + 1 < len(chunks) else []
+                    seen = [f.result() for f in reading]
+                    if pending is not None:
+                        finish(pending[0], pending[1].result())
+                    pending = (seen, clip.submit(embed_isolated, seen))
+                    reading = upcoming
                 if pending is not None:
                     finish(pending[0], pending[1].result())
-                pending = (seen, clip.submit(embed_isolated, seen)) if seen else None
+            except BaseException:
+                for f in reading + upcoming:  # a database outage: photos not yet started are not read for nothing
+                    f.cancel()
+                raise
 
     n = max(1, sum(by_source.values()))
     return dg.MaterializeResult(
