@@ -437,9 +437,11 @@ def write_demo_files(folder: Path) -> DemoPlan:
             tmp.replace(path)  # an interrupted run leaves no half-written photo behind
         return path
 
-    def photo(name: str, title: str, *, seed: int, barcode: bool = True, **kw) -> Path:
+    def photo(name: str, title: str, *, seed: int, barcode: bool = True, front: bool = False, **kw) -> Path:
+        """front: a front cover, which carries no ISBN at all (neither bars nor the printed number)."""
         t, author, isbn = _book(title)
-        return write(name, lambda: cover_photo_jpeg(t, author, isbn, seed=seed, size=size, barcode=barcode, **kw))
+        return write(name, lambda: cover_photo_jpeg(t, author, None if front else isbn, seed=seed, size=size,
+                                                    barcode=barcode, **kw))
 
     def shot(title: str, seed: int, **kw) -> Image.Image:
         t, author, isbn = _book(title)
@@ -448,7 +450,7 @@ def write_demo_files(folder: Path) -> DemoPlan:
     alice = [
         photo("alice-orchard.jpg", "The Quiet Orchard", seed=1),
         photo("alice-rivers.jpg", "Rivers of Salt", seed=2, background=(90, 90, 100)),
-        photo("alice-stars-front.jpg", "A Grammar of Stars", seed=3, barcode=False, background=(60, 120, 70)),
+        photo("alice-stars-front.jpg", "A Grammar of Stars", seed=3, front=True, background=(60, 120, 70)),
         photo("alice-lisbon-new.jpg", "Small Hours in Lisbon", seed=4, background=(200, 200, 205)),
         photo("alice-lighthouse.jpg", "The Lighthouse Keeper's Daughter", seed=11),
         photo("alice-clouds.jpg", "A Field Guide to Clouds", seed=12, background=(120, 90, 60)),
