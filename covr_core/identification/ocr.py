@@ -366,7 +366,7 @@ class RapidOcrEngine(OcrEngine):
 # it looks only at the book, at the frame's pixel density or better (never under _WINDOW_MIN_SIDE px): a cover
 # filling most of the frame costs a third as much, a small one is seen larger than in the whole frame.
 _WINDOW_MARGIN = 0.06
-_WINDOW_MIN_SIDE = 480
+_WINDOW_MIN_SIDE = 400
 _WINDOW_MIN_LINES = 2
 _WINDOW_MAX_SHARE = 0.8  # an outline nearly the whole frame saves nothing
 # How book-like the outline must look. Measured on 90 front covers (seeds 9000-9003, 0-1): every outline scoring
