@@ -138,6 +138,18 @@ GATE_MIN_SHARE = 0.012
 _CHEAP = ("whole", "threshold-35")
 
 
+def _orientation(arr: np.ndarray, smooth: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The structure tensor's coherence (0-1: how much one gradient direction dominates; bars ~0.9, letters and desk
+    texture lower) and strength, its components averaged by `smooth` (a blur, or a pooling then a blur)."""
+    import cv2
+
+    gx = cv2.Sobel(arr, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(arr, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jyy, jxy = (smooth(v) for v in (gx * gx, gy * gy, gx * gy))
+    trace = jxx + jyy + 1e-3
+    return np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / trace, np.sqrt(trace)
+
+
 def barcode_like_share(image: Image.Image) -> float:
     """The largest share of the frame covered by one barcode-like region: parallel edges, strong and in one
     direction, in a compact blob (any angle: the structure tensor does not care which way the bars run)."""
@@ -145,13 +157,8 @@ def barcode_like_share(image: Image.Image) -> float:
 
     s = _GATE_SIDE / max(image.size)
     small = image.resize((max(1, round(image.width * s)), max(1, round(image.height * s))), Image.Resampling.BOX)
-    arr = np.asarray(small, np.float32)
-    gx = cv2.Sobel(arr, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(arr, cv2.CV_32F, 0, 1, ksize=3)
-    jxx, jyy, jxy = (cv2.blur(v, (9, 9)) for v in (gx * gx, gy * gy, gx * gy))
-    trace = jxx + jyy + 1e-3
-    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / trace
-    mask = ((coherence > _GATE_COHERENCE) & (np.sqrt(trace) > _GATE_STRENGTH)).astype(np.uint8) * 255
+    coherence, strength = _orientation(np.asarray(small, np.float32), lambda v: cv2.blur(v, (9, 9)))
+    mask = ((coherence > _GATE_COHERENCE) & (strength > _GATE_STRENGTH)).astype(np.uint8) * 255
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
@@ -182,14 +189,9 @@ def barcode_regions(image: Image.Image) -> list[tuple[int, int, int, int]]:
     import cv2
 
     arr = np.asarray(image)
-    gx = cv2.Sobel(arr, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(arr, cv2.CV_32F, 0, 1, ksize=3)
     cells = (max(1, arr.shape[1] // _REGION_POOL), max(1, arr.shape[0] // _REGION_POOL))
-    jxx, jyy, jxy = (cv2.blur(cv2.resize(v, cells, interpolation=cv2.INTER_AREA), (5, 5))
-                     for v in (gx * gx, gy * gy, gx * gy))
-    trace = jxx + jyy + 1e-3
-    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / trace
-    strength = np.sqrt(trace)
+    coherence, strength = _orientation(
+        arr, lambda v: cv2.blur(cv2.resize(v, cells, interpolation=cv2.INTER_AREA), (5, 5)))
     floor = max(8.0, _REGION_STRENGTH * float(np.percentile(strength, 99.5)))
     mask = ((coherence > _REGION_COHERENCE) & (strength > floor)).astype(np.uint8) * 255
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
@@ -235,8 +237,8 @@ def _bar_edges(crop: Image.Image) -> int:
 
 def _region_variants(crop: Image.Image, upscale: bool):
     """Decodes of one region, cheapest first: as it is, binarised, bars upright with noise averaged along them (low
-    light), and unsharp-masked (blur); the same but sharpening 2x larger when the region comes from a reduced decode
-    (modules near 1 px). On a crop each costs a few ms."""
+    light), and unsharp-masked (blur); then, when the region comes from a reduced decode (modules near 1 px), the
+    same 2x larger, less the sharpening. On a crop each costs a few ms."""
     import cv2
 
     for image in (crop, crop.resize((crop.width * 2, crop.height * 2), Image.Resampling.BICUBIC))[: 2 if upscale else 1]:
