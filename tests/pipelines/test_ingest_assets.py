@@ -145,3 +145,24 @@ def test_a_12_megapixel_photo_is_identified_by_its_barcode(conn, catalog, resour
     row = images_by_key(conn, [key])[key]
     assert (row["identification_source"], row["isbn13"], row["decision"]) == ("isbn", catalog[1]["isbn13"],
                                                                               "new_copy")
+
+
+def test_a_batch_of_several_chunks_identifies_every_photo_once(conn, catalog, resources, store, user):
+    """More photos than two identification chunks: the next chunk is read while the one before is written, and no
+    photo is lost, identified twice or given another photo's book."""
+    from covr_pipelines.defs.identification.assets import CHUNK
+
+    alice = user("alice")
+    books = [catalog[i % len(catalog)] for i in range(2 * CHUNK + 3)]
+    keys = [upload(store, alice, cover_photo(book, seed=60 + i, size=(1000, 750))) for i, book in enumerate(books)]
+
+    result = run_ingest(resources, keys)
+    rows = images_by_key(conn, keys)
+
+    assert [rows[k]["isbn13"] for k in keys] == [b["isbn13"] for b in books]
+    assert all(rows[k]["decision"] in ("new_copy", "existing_copy") for k in keys)
+    metadata = result.asset_materializations_for_node("book_identifications")[0].metadata
+    assert metadata["identified"].value == len(keys) and metadata["failed"].value == 0
+    counts = conn.execute("select count(*) as n, count(distinct image_id) as d from ingest.identification "
+                          "where image_id = any(%s)", ([rows[k]["image_id"] for k in keys],)).fetchone()
+    assert counts["n"] == counts["d"] == len(keys)
