@@ -280,8 +280,9 @@ class RapidOcrEngine(OcrEngine):
         self._ocr(np.zeros((32, 32, 3), np.uint8))  # loads the detector now, so its scale can be changed per call
         self._lock = threading.Lock()
 
-    def _detect(self, bgr, window: tuple[int, int, int, int] | None, side: int | None = None) -> list:
-        """Text line boxes (4x2 float arrays, in `bgr`'s pixels) in `window` of `bgr`, or in all of it."""
+    def _detect(self, bgr, window: tuple[int, int, int, int] | None, side: int) -> list:
+        """Text line boxes (4x2 float arrays, in `bgr`'s pixels) in all of `bgr` with the detector at `side` px,
+        or in `window` of it at the window's own side (the frame's density, _WINDOW_MIN_SIDE..det_side)."""
         import numpy as np
 
         detector = getattr(self._ocr, "text_det", None)
@@ -294,7 +295,7 @@ class RapidOcrEngine(OcrEngine):
             bgr = np.ascontiguousarray(bgr[top:bottom, left:right])
             offset = np.array([left, top], np.float32)
         if detector is not None:
-            detector.limit_side_len = side or self.det_side
+            detector.limit_side_len = side
         try:
             det = self._ocr(bgr)
         finally:
@@ -317,7 +318,7 @@ class RapidOcrEngine(OcrEngine):
             boxes = None
             window = None if small_text else _focus_window(focus, rgb.size)
             if window is not None:
-                boxes = self._detect(bgr, window)
+                boxes = self._detect(bgr, window, self.det_side)
                 if len(boxes) < _WINDOW_MIN_LINES:
                     boxes = None  # too little text on the outline: perhaps not the book's; look at the whole frame
             if boxes is None:
