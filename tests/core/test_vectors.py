@@ -9,6 +9,7 @@ import uuid
 import numpy as np
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from qdrant_client import QdrantClient
 
 from covr_core.platform.db import open_pool
@@ -246,3 +247,23 @@ def test_pgvector_reports_a_missing_table(empty_db_url):
             PgVectorStore(pool.connection).ensure_collection()
     finally:
         pool.close()
+
+
+def test_pgvector_search_widens_ef_search_for_itself_only(db_url):
+    """HNSW returns at most ef_search rows (pgvector's default: 40): 50 hits at once need the search's own ef_search,
+    set on its connection for that search alone. The connection is fresh, so the setting is made before pgvector's
+    library is loaded there, and must still reach it. Sequential scans are off there: at 60 rows the planner would
+    rather sort them all than use the index."""
+    backend, close = _pg_backend(db_url)
+    try:
+        rng = np.random.default_rng(11)
+        backend.store.upsert([_point(backend.new_image(), _unit(rng)) for _ in range(60)])
+        single = open_pool(make_conninfo(db_url, options="-c enable_seqscan=off"), max_size=1)
+        try:
+            assert len(PgVectorStore(single.connection, ef_search=10).search(_unit(rng), limit=50)) == 50
+            with single.connection() as conn:
+                assert conn.execute("show hnsw.ef_search").fetchone()["hnsw.ef_search"] == "40"
+        finally:
+            single.close()
+    finally:
+        close()
