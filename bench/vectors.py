@@ -30,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from covr_core.platform import migrations  # noqa: E402
 from covr_core.platform.db import open_pool, start_embedded  # noqa: E402
-from covr_core.vectors.stores import DEFAULT_EF_SEARCH, MAX_EF_SEARCH, PgVectorStore  # noqa: E402
+from covr_core.vectors.stores import DEFAULT_EF_SEARCH, HNSW_WITH, MAX_EF_SEARCH, PgVectorStore  # noqa: E402
 
 DIM = 512
 TARGET_P99_MS = 5.0
 TARGET_RECALL = 0.99
-HNSW_INDEX = "create index cover_embedding_hnsw_idx on media.cover_embedding using hnsw (embedding vector_cosine_ops)"
+HNSW_INDEX = ("create index cover_embedding_hnsw_idx on media.cover_embedding using hnsw (embedding vector_cosine_ops) "
+              f"with ({HNSW_WITH})")
 
 
 def clustered_unit_vectors(n: int, clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +97,7 @@ def load(url: str, ids: list[str], data: np.ndarray) -> None:
         conn.autocommit = True  # VACUUM refuses to run inside a transaction
         conn.execute("vacuum analyze media.image, media.cover_embedding")
         size = conn.execute("select pg_size_pretty(pg_relation_size('media.cover_embedding_hnsw_idx'))").fetchone()[0]
-        print(f"  hnsw      built in {time.perf_counter() - t:.1f} s (m=16, ef_construction=64), index {size}")
+        print(f"  hnsw      built in {time.perf_counter() - t:.1f} s ({HNSW_WITH}), index {size}")
 
 
 def pct(values: list[float], q: float) -> float:

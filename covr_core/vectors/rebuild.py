@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
-from covr_core.vectors.stores import DIM, QdrantVectorStore
+from covr_core.vectors.stores import DIM, HNSW_BUILD_MEMORY, HNSW_WITH, QdrantVectorStore
 
 TABLE = "media.cover_embedding"
 PAGE = 500
@@ -98,8 +98,9 @@ def rebuild_pgvector(conn: psycopg.Connection) -> RebuildReport:
                      "foreign key (copy_id) references catalog.copy")
         conn.execute(f"alter table media.cover_embedding_next add constraint cover_embedding_book_{suffix} "
                      "foreign key (book_id) references catalog.book")
+        conn.execute(f"set local maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
         conn.execute(f"create index cover_embedding_hnsw_{suffix} on media.cover_embedding_next "
-                     "using hnsw (embedding vector_cosine_ops)")
+                     f"using hnsw (embedding vector_cosine_ops) with ({HNSW_WITH})")
         conn.execute(f"create index cover_embedding_copy_{suffix}_idx on media.cover_embedding_next (copy_id)")
         conn.execute(f"alter table {TABLE} rename to cover_embedding_old")
         conn.execute("alter table media.cover_embedding_next rename to cover_embedding")

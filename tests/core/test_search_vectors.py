@@ -50,15 +50,25 @@ def _payload(conn, copy_id):
                         "where copy_id = %s", (copy_id,)).fetchone()
 
 
+def _hnsw_definitions(conn) -> list[str]:
+    return [r["indexdef"] for r in conn.execute(
+        "select indexdef from pg_indexes where schemaname = 'media' and tablename = 'cover_embedding' "
+        "and indexdef like '%%USING hnsw%%'")]
+
+
+def test_the_migrated_hnsw_index_has_24_links_per_node(covers):
+    [definition] = _hnsw_definitions(covers["conn"])
+    assert "m='24'" in definition and "ef_construction='64'" in definition
+
+
 def test_pgvector_rebuild_swaps_a_fresh_table_with_payloads(covers):
     conn = covers["conn"]
     report = rebuild.rebuild_pgvector(conn)
     assert report.points == 4
     assert _payload(conn, covers["ids"]["b1"]) == {"owner_id": covers["bob"], "holder_id": covers["bob"],
                                                    "copy_status": "available"}
-    indexes = {r["indexdef"].split(" USING ")[1].split(" ")[0] for r in conn.execute(
-        "select indexdef from pg_indexes where schemaname = 'media' and tablename = 'cover_embedding'")}
-    assert "hnsw" in indexes
+    [definition] = _hnsw_definitions(conn)
+    assert "m='24'" in definition and "ef_construction='64'" in definition
     store = PgVectorStore(covers["connect"])
     store.ensure_collection()
     assert store.count() == 4
