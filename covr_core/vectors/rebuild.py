@@ -98,7 +98,9 @@ def rebuild_pgvector(conn: psycopg.Connection) -> RebuildReport:
                      "foreign key (copy_id) references catalog.copy")
         conn.execute(f"alter table media.cover_embedding_next add constraint cover_embedding_book_{suffix} "
                      "foreign key (book_id) references catalog.book")
-        conn.execute(f"set local maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
+        conn.execute("select set_config('maintenance_work_mem', %(m)s, true) "
+                     "where pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%(m)s)",
+                     {"m": HNSW_BUILD_MEMORY})
         conn.execute(f"create index cover_embedding_hnsw_{suffix} on media.cover_embedding_next "
                      f"using hnsw (embedding vector_cosine_ops) with ({HNSW_WITH})")
         conn.execute(f"create index cover_embedding_copy_{suffix}_idx on media.cover_embedding_next (copy_id)")

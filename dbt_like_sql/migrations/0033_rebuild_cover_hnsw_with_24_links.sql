@@ -2,7 +2,8 @@
 -- (several photos of one edition) recall@10 at ef_search 40 went from 0.96-0.975 to 0.997 (bench/vectors.py; the
 -- figures are in covr_core/vectors/stores.py beside HNSW_WITH, which every rebuild uses). Whatever the index is
 -- called now (a rebuild names its own), it is replaced.
-set local maintenance_work_mem = '1GB';
+select set_config('maintenance_work_mem', '1GB', true)
+where pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB');
 
 do $$
 declare
