@@ -205,13 +205,14 @@ class VectorStoreResource(dg.ConfigurableResource):
 
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
+    pgvector_ef_search: int | None = None
 
     def get_store(self, postgres: PostgresResource):
-        from covr_core.vectors.stores import PgVectorStore, QdrantVectorStore
+        from covr_core.vectors.stores import DEFAULT_EF_SEARCH, PgVectorStore, QdrantVectorStore
 
         if self.qdrant_url:
             return QdrantVectorStore.from_url(self.qdrant_url, api_key=_resolved(self.qdrant_api_key))
-        return PgVectorStore(postgres.connection)
+        return PgVectorStore(postgres.connection, ef_search=self.pgvector_ef_search or DEFAULT_EF_SEARCH)
 
 
 class IngestPolicyResource(dg.ConfigurableResource):
@@ -275,6 +276,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             qdrant_api_key=_from_env(
                 "QDRANT_API_KEY", settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
             ),
+            pgvector_ef_search=settings.pgvector_ef_search,
         ),
         "policy": IngestPolicyResource(
             max_image_bytes=settings.max_image_bytes,

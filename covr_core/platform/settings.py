@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = Field(
         default=None, validation_alias="QDRANT_API_KEY"
     )
+    # pgvector's HNSW candidate list per search; unset: the store's default (40). Larger collections need more for
+    # the same recall: 1M covers ~200 (README, Benchmarks).
+    pgvector_ef_search: int | None = Field(default=None, ge=1, le=1000)
 
     # Notifications by mail. Unset host: notifications stay in the database only.
     smtp_host: str | None = None

@@ -37,3 +37,13 @@ def test_environment_names_are_read(monkeypatch):
 def test_field_names_work_in_code(tmp_path):
     settings = Settings(home=tmp_path, database_url="postgresql://x@y/z")
     assert settings.home == tmp_path and settings.database_url == "postgresql://x@y/z"
+
+
+def test_pgvector_ef_search_reaches_the_vector_store(monkeypatch):
+    from covr_core.search.vectors import store_from_settings
+    from covr_core.vectors.stores import DEFAULT_EF_SEARCH
+
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    assert store_from_settings(Settings(), connect=None).ef_search == DEFAULT_EF_SEARCH
+    monkeypatch.setenv("COVR_PGVECTOR_EF_SEARCH", "200")
+    assert store_from_settings(Settings(), connect=None).ef_search == 200
