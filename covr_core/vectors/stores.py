@@ -24,13 +24,14 @@ DIM = 512
 POINT_NAMESPACE = uuid.UUID("5b0e7c1e-6f43-4c55-9d2a-3f1c0b7a2e91")
 # pgvector refuses hnsw.ef_search above 1000.
 MAX_EF_SEARCH = 1000
-# bench/vectors.py, 100k clustered 512-d vectors: recall@10 0.978 at 20, 0.9998 at 40 (and flat above), while
-# latency grows with ef; 40 is the knee. Re-run the bench before raising it.
+# bench/search.py, 100k vectors in 5000 tight clusters, 24 links per node: recall@10 0.967-0.993 at 20, 0.993-1.0 at
+# 30, 0.997-1.0 at 40 (two builds), p99 growing ~15% per step; 40 keeps recall above 0.99 whichever graph a build
+# makes. 1M vectors need ~200 for 0.98 (Settings.pgvector_ef_search).
 DEFAULT_EF_SEARCH = 40
 # The HNSW graph's build parameters (pgvector's defaults are m 16, ef_construction 64), for migration 0033 and every
 # rebuild. 100k vectors in 5000 tight clusters (bench/search.py), HNSW built each way on the same data: recall@10 at
-# ef_search 40 was 0.959-0.975 with 16 links per node and 0.997 with 24, for ~20% more time per search and twice
-# the build time (95 s); 32 links gained nothing more at 40. The index's size stays 260 MB.
+# ef_search 40 was 0.959-0.975 with 16 links per node (three builds) and 0.997 with 24, for about twice the build
+# time (76-95 s); 32 links gained nothing more at 40. The index's size stays 260 MB.
 HNSW_WITH = "m = 24, ef_construction = 64"
 # Building the graph in memory is several times faster than spilling it: ~2.7 kB a vector (260 MB at 100k, 2.6 GB
 # at 1M). A rebuild raises the session's maintenance_work_mem to this, never lowers a larger server setting.
