@@ -208,11 +208,11 @@ class VectorStoreResource(dg.ConfigurableResource):
     pgvector_ef_search: int | None = None
 
     def get_store(self, postgres: PostgresResource):
-        from covr_core.vectors.stores import DEFAULT_EF_SEARCH, PgVectorStore, QdrantVectorStore
+        from covr_core.vectors.stores import PgVectorStore, QdrantVectorStore
 
         if self.qdrant_url:
             return QdrantVectorStore.from_url(self.qdrant_url, api_key=_resolved(self.qdrant_api_key))
-        return PgVectorStore(postgres.connection, ef_search=self.pgvector_ef_search or DEFAULT_EF_SEARCH)
+        return PgVectorStore(postgres.connection, ef_search=self.pgvector_ef_search)
 
 
 class IngestPolicyResource(dg.ConfigurableResource):

@@ -15,7 +15,7 @@ from covr_core.search.backend import Connect
 from covr_core.shared.errors import InvalidInput, NotFound
 from covr_core.shared.ids import is_uuid
 from covr_core.vectors import rebuild
-from covr_core.vectors.stores import DEFAULT_EF_SEARCH, PgVectorStore, QdrantVectorStore, VectorStore
+from covr_core.vectors.stores import PgVectorStore, QdrantVectorStore, VectorStore
 
 MAX_SIMILAR = 50
 # Nearest covers fetched per round before those the viewer may not see are dropped; doubled until enough are left.
@@ -27,7 +27,7 @@ def store_from_settings(settings: Settings, connect: Connect) -> VectorStore:
     if settings.qdrant_url:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return QdrantVectorStore.from_url(settings.qdrant_url, api_key=key)
-    return PgVectorStore(connect, ef_search=settings.pgvector_ef_search or DEFAULT_EF_SEARCH)
+    return PgVectorStore(connect, ef_search=settings.pgvector_ef_search)
 
 
 def payload_updater(settings: Settings) -> Callable[[psycopg.Connection, Sequence[str]], int]:

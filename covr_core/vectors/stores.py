@@ -107,8 +107,8 @@ def _optional_uuid(value: str | None, field: str, image_id: str) -> str | None:
         raise ValueError(f"image {image_id}: {field} {value!r} is not a UUID") from None
 
 
-def _vector(values: Sequence[float] | np.ndarray, dim: int, what: str) -> list[float]:
-    """Checked once for both backends: cosine is undefined for a zero vector and NaN poisons an index."""
+def _vector(values: Sequence[float] | np.ndarray, dim: int, what: str) -> np.ndarray:
+    """float32, checked once for both backends: cosine is undefined for a zero vector and NaN poisons an index."""
     array = np.asarray(values, dtype=np.float32).ravel()
     if array.shape[0] != dim:
         raise ValueError(f"{what}: vector has {array.shape[0]} dimensions, the store holds {dim}")
@@ -116,7 +116,7 @@ def _vector(values: Sequence[float] | np.ndarray, dim: int, what: str) -> list[f
         raise ValueError(f"{what}: vector contains NaN or infinity")
     if not np.any(array):
         raise ValueError(f"{what}: vector is all zeros; cosine similarity is undefined")
-    return array.tolist()
+    return array
 
 
 def _check_limit(limit: int) -> None:
@@ -138,8 +138,10 @@ class PgVectorStore(VectorStore):
         self,
         connect: Callable[[], AbstractContextManager[psycopg.Connection]],
         *,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int | None = None,
     ) -> None:
+        """`ef_search` None: DEFAULT_EF_SEARCH (Settings.pgvector_ef_search passes through as it is)."""
+        ef_search = DEFAULT_EF_SEARCH if ef_search is None else ef_search
         if not 1 <= ef_search <= MAX_EF_SEARCH:
             raise ValueError(f"ef_search must be between 1 and {MAX_EF_SEARCH}, got {ef_search}")
         self._connect = connect
@@ -171,7 +173,7 @@ class PgVectorStore(VectorStore):
         rows = []
         for p in points:
             image_id = _image_id(p.image_id)
-            vector = _vector(p.vector, self.dim, f"image {image_id}")
+            vector = _vector(p.vector, self.dim, f"image {image_id}").tolist()
             rows.append(
                 (
                     image_id,
@@ -257,8 +259,8 @@ class _QueryVector(bytes):
     """A vector in pgvector's binary input format (dimensions, a reserved zero, then big-endian float4s): formatting
     512 floats as a text literal took a fifth of a search's time."""
 
-    def __new__(cls, values: list[float]) -> _QueryVector:
-        return super().__new__(cls, struct.pack(">HH", len(values), 0) + np.asarray(values, dtype=">f4").tobytes())
+    def __new__(cls, values: np.ndarray) -> _QueryVector:
+        return super().__new__(cls, struct.pack(">HH", len(values), 0) + values.astype(">f4").tobytes())
 
 
 class _QueryVectorDumper(Dumper):
@@ -330,7 +332,7 @@ class QdrantVectorStore(VectorStore):
             structs.append(
                 models.PointStruct(
                     id=self.point_id(image_id),
-                    vector=_vector(p.vector, self.dim, f"image {image_id}"),
+                    vector=_vector(p.vector, self.dim, f"image {image_id}").tolist(),
                     payload={
                         "image_id": image_id,
                         "copy_id": _optional_uuid(p.copy_id, "copy_id", image_id),
@@ -354,7 +356,7 @@ class QdrantVectorStore(VectorStore):
         from qdrant_client import models
 
         _check_limit(limit)
-        query = _vector(vector, self.dim, "search query")
+        query = _vector(vector, self.dim, "search query").tolist()
         excluded = [self.point_id(i) for i in exclude_image_ids]
         query_filter = models.Filter(must_not=[models.HasIdCondition(has_id=excluded)]) if excluded else None
         response = self._client.query_points(

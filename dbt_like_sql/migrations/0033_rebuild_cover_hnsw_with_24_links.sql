@@ -1,5 +1,5 @@
 -- The cover vectors' HNSW graph with 24 links per node instead of pgvector's default 16: on tightly clustered covers
--- (several photos of one edition) recall@10 at ef_search 40 went from 0.96-0.975 to 0.997 (bench/vectors.py; the
+-- (several photos of one edition) recall@10 at ef_search 40 went from 0.96-0.975 to 0.997 (bench/search.py; the
 -- figures are in covr_core/vectors/stores.py beside HNSW_WITH, which every rebuild uses). Whatever the index is
 -- called now (a rebuild names its own), it is replaced.
 select set_config('maintenance_work_mem', '1GB', true)
