@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from covr_core.search.embedded import PostgresSearch
+from covr_core.search.embedded import LOAD_SHARES, PostgresSearch
 from covr_core.search.service import search_copies
 from tests.conftest import scratch_database
 from tests.core.search_support import connector, generated_books
@@ -79,3 +80,32 @@ def test_a_failed_build_leaves_the_live_index_alone(shelf, monkeypatch):
     assert backend.count() == COPIES
     assert search_copies(shelf["conn"], backend, viewer_id=None, q="shelf").total == COPIES
     assert backend.reindex().documents == COPIES  # the leftover next table is dropped and rebuilt
+
+
+def test_every_share_of_a_reindex_reads_one_snapshot(shelf):
+    """A copy committed while the shares load is in none of them (the sync brings it in after the swap): each share
+    reads the snapshot the first one exported, not a later one of its own."""
+    conn, backend, connections = shelf["conn"], shelf["backend"], []
+    book_id = conn.execute("insert into catalog.book (title, authors) values ('Late Arrival', '{Someone}') "
+                           "returning book_id").fetchone()["book_id"]
+    # A copy id the last share would load.
+    late_id = conn.execute(
+        "select id from (select gen_random_uuid() as id from generate_series(1, 64)) g "
+        "where (uuid_hash(id) & 2147483647) %% %(shares)s = %(shares)s - 1 limit 1",
+        {"shares": LOAD_SHARES},
+    ).fetchone()["id"]
+
+    @contextmanager
+    def connect():
+        connections.append(1)
+        if len(connections) == 2:  # the second share's connection: the first has exported its snapshot by now
+            conn.execute("insert into catalog.copy (copy_id, book_id, owner_id, current_holder_id) "
+                         "values (%s, %s, %s, %s)", (late_id, book_id, shelf["owner"], shelf["owner"]))
+        with shelf["connect"]() as c:
+            yield c
+
+    report = backend.reindex(connect)
+    assert len(connections) == LOAD_SHARES
+    assert report.documents == COPIES
+    assert backend.documents([late_id]) == []
+    assert backend.reindex().documents == COPIES + 1
