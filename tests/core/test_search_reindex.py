@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from covr_core.search.document import FILTERABLE
 from covr_core.search.embedded import LOAD_SHARES, PostgresSearch
 from covr_core.search.service import search_copies
 from tests.conftest import scratch_database
@@ -109,3 +110,10 @@ def test_every_share_of_a_reindex_reads_one_snapshot(shelf):
     assert report.documents == COPIES
     assert backend.documents([late_id]) == []
     assert backend.reindex().documents == COPIES + 1
+
+
+def test_a_reindex_leaves_statistics_for_every_column_searches_filter_on(shelf):
+    rows = shelf["conn"].execute(
+        "select attname from pg_stats where schemaname = 'search' and tablename = 'copy_document'"
+    ).fetchall()
+    assert {"copy_id", "tsv", *FILTERABLE} <= {r["attname"] for r in rows}
