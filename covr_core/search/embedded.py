@@ -298,7 +298,9 @@ class PostgresSearch(SearchBackend):
         return SyncReport(upserted=upserted, deleted=deleted)
 
     def reindex(self, connect: Connect | None = None) -> ReindexReport:
-        """Build search.copy_document_next from the model, then rename it into place in one short transaction."""
+        """Build search.copy_document_next from the model, then rename it into place in one short transaction.
+
+        Holds LOAD_SHARES connections from `connect` at once while it loads (a pool needs that many)."""
         started = time.perf_counter()
         with (connect or self._connect)() as conn:
             conn.execute("select pg_advisory_lock(%s)", (SYNC_LOCK_KEY,))
@@ -345,7 +347,7 @@ class PostgresSearch(SearchBackend):
         with lead.transaction():
             lead.execute("set transaction isolation level repeatable read")
             snapshot = lead.execute("select pg_export_snapshot() as s").fetchone()["s"]
-            with ThreadPoolExecutor(LOAD_SHARES - 1, thread_name_prefix="covr-reindex") as helpers:
+            with ThreadPoolExecutor(max(LOAD_SHARES - 1, 1), thread_name_prefix="covr-reindex") as helpers:
                 shares = [helpers.submit(load_share, snapshot, share) for share in range(1, LOAD_SHARES)]
                 documents = lead.execute(insert, {"shares": LOAD_SHARES, "share": 0}).rowcount
                 return documents + sum(share.result() for share in shares)
