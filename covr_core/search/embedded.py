@@ -33,7 +33,7 @@ from covr_core.search.backend import (
 )
 from covr_core.search.dictionary import TermDictionary
 from covr_core.search.document import FIELDS, FILTERABLE, MODEL
-from covr_core.search.query import ARRAY_FIELDS, ParsedQuery, Sort, to_sql
+from covr_core.search.query import ARRAY_FIELDS, FOLDED_ARRAYS, ParsedQuery, Sort, folded_array_sql, to_sql
 
 TABLE, TERMS = "search.copy_document", "search.term"
 NEXT_TABLE, NEXT_TERMS = "search.copy_document_next", "search.term_next"
@@ -47,7 +47,7 @@ SYNC_LOCK_KEY = 0x636F7672_73  # "covr" "s"
 LOAD_SHARES = 2
 # The columns the planner estimates searches with (the text match, filters, a sync's copy ids): ANALYZE after a
 # reindex samples only these. The rest are only read; their statistics cost 0.4 of 0.7 s at 100k.
-_PLANNED_COLUMNS = ", ".join(dict.fromkeys(("copy_id", "tsv", *FILTERABLE)))
+_PLANNED_COLUMNS = ", ".join(dict.fromkeys(("copy_id", "tsv", *(FOLDED_ARRAYS.get(f, f) for f in FILTERABLE))))
 
 # The title and author lexemes of a document's tsvector (weights A and B, positions kept), as indexed by
 # search.create_document_indexes: written exactly so, the planner uses that expression index.
@@ -55,18 +55,20 @@ _TITLE_AUTHOR_TSV = "ts_filter(d.tsv, '{a,b}')"
 # ts_rank's weights, in its order {D, C, B, A}: notes, tags, authors, title.
 WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
 
-_DOC_COLUMNS = ", ".join(FIELDS) + ", title_key, tsv"
-_DOC_SELECT = """
+_DOC_COLUMNS = ", ".join(FIELDS) + ", title_key, tag_keys, tsv"
+_DOC_SELECT = f"""
     m.copy_id, m.book_id, m.title, m.authors, m.isbn13, m.published_year, m.tags, m.language, m.status,
     m.current_holder_id, m.current_holder_name, m.owner_id, m.condition_grade, m.has_images, m.notes, m.created_at,
     m.updated_at, m.search_terms,
     search.fold_text(m.title) as title_key,
+    {folded_array_sql("m.tags")} as tag_keys,
     setweight(to_tsvector('simple', search.fold_text(m.title)), 'A')
     || setweight(to_tsvector('simple', search.fold_text(array_to_string(m.authors, ' '))), 'B')
     || setweight(to_tsvector('simple', search.fold_text(array_to_string(m.tags, ' '))), 'C')
     || setweight(to_tsvector('simple', coalesce(search.fold_text(m.notes), '')), 'D') as tsv
 """
-_UPDATE_SET = ", ".join(f"{c} = excluded.{c}" for c in (*FIELDS[1:], "title_key", "tsv")) + ", indexed_at = now()"
+_UPDATE_SET = ", ".join(f"{c} = excluded.{c}" for c in (*FIELDS[1:], "title_key", "tag_keys", "tsv")) \
+    + ", indexed_at = now()"
 
 _TIME = "to_char({} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 _HIT_JSON = "json_build_object(" + ", ".join(

@@ -24,6 +24,15 @@ MAX_FILTER_CHARS = 2000
 NUMERIC_FIELDS = ("condition_grade", "published_year")
 UUID_FIELDS = ("current_holder_id", "owner_id")
 ARRAY_FIELDS = ("tags",)
+# Array filters ignore case. The embedded documents table keeps each such array lower-cased beside it, written with
+# folded_array_sql, so a filter is one array containment a row: lower-casing tags at search time cost 0.55 us a row,
+# 3 ms of a filtered search's p99 over 100k copies (bench/search.py).
+FOLDED_ARRAYS = {"tags": "tag_keys"}
+
+
+def folded_array_sql(column: str) -> str:
+    """An array lower-cased through its text form: its quoting and escapes have no letters, so lower() keeps them."""
+    return f"lower({column}::text)::text[]"
 
 
 def typo_budget(word: str) -> int:
@@ -336,9 +345,7 @@ def to_sql(tree: Filter, params: dict, alias: str = "d") -> str:
     def cmp(name: str, op: str, value: Value) -> str:
         col = f"{alias}.{name}"
         if name in ARRAY_FIELDS:
-            # The array lower-cased through its text form: about half the cost per row of unnesting it (array
-            # quoting and escapes have no letters, so lower() leaves them as they were).
-            has = f"coalesce(lower({param(value)}) = any(lower({col}::text)::text[]), false)"
+            has = f"({alias}.{FOLDED_ARRAYS[name]} @> array[lower({param(value)})])"
             return has if op == "=" else f"not {has}"
         if name in UUID_FIELDS:
             expr, p = col, f"{param(value)}::uuid"

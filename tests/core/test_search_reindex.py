@@ -9,8 +9,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from covr_core.platform import migrations
 from covr_core.search.document import FILTERABLE
 from covr_core.search.embedded import LOAD_SHARES, PostgresSearch
+from covr_core.search.query import FOLDED_ARRAYS
 from covr_core.search.service import search_copies
 from tests.conftest import scratch_database
 from tests.core.search_support import connector, generated_books
@@ -116,4 +118,18 @@ def test_a_reindex_leaves_statistics_for_every_column_searches_filter_on(shelf):
     rows = shelf["conn"].execute(
         "select attname from pg_stats where schemaname = 'search' and tablename = 'copy_document'"
     ).fetchall()
-    assert {"copy_id", "tsv", *FILTERABLE} <= {r["attname"] for r in rows}
+    assert {"copy_id", "tsv", *(FOLDED_ARRAYS.get(f, f) for f in FILTERABLE)} <= {r["attname"] for r in rows}
+
+
+def test_migration_0035_lower_cases_the_tags_of_the_live_documents(shelf):
+    """The live table of an older schema gets tag_keys filled from its own rows, and tag filters work at once."""
+    conn, backend = shelf["conn"], shelf["backend"]
+    conn.execute("update catalog.book set tags = '{Poetry, \"Sci, Fi\"}' where book_id = "
+                 "(select book_id from catalog.book order by book_id limit 1)")
+    backend.reindex()
+    conn.execute("alter table search.copy_document drop column tag_keys")
+    conn.execute("delete from public.schema_migrations where filename like '0035%%'")
+    assert migrations.migrate(conn) == ["0035_keep_search_tags_lower_cased.sql"]
+    assert search_copies(conn, backend, viewer_id=None, filter="tags = POETRY").total == 1
+    assert search_copies(conn, backend, viewer_id=None, filter='tags = "sci, fi"').total == 1
+    assert search_copies(conn, backend, viewer_id=None, filter="tags != poetry").total == COPIES - 1

@@ -69,6 +69,7 @@ def test_copy_edits_withdrawals_and_replays(world):
     _round(w)
     assert _doc(w)["notes"] == "Signed by the author" and "signed" in _doc(w)["tags"]
     assert titles(search_copies(conn, w["backend"], viewer_id=w["alice"], q="signed author")) == ["Dune"]
+    assert titles(search_copies(conn, w["backend"], viewer_id=w["alice"], filter="tags = Signed")) == ["Dune"]
     circulation.withdraw(conn, user_id=w["alice"], copy_id=w["copy"])
     assert _round(w).deleted == 1 and _doc(w) is None
     # Replaying every event from the start leaves the same index: documents are rebuilt from the model.
