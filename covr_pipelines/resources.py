@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from covr_core.platform.settings import Settings
 
@@ -35,7 +35,8 @@ class PostgresResource(dg.ConfigurableResource):
 
     database_url: str | None = None
     home: str = ".covr"
-    pool_max: int = 4
+    # At least 2: a search reindex loads its documents on two connections at once.
+    pool_max: int = Field(default=4, ge=2)
 
     _database = PrivateAttr(default=None)
     _lock = PrivateAttr(default_factory=threading.Lock)

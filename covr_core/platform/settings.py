@@ -21,7 +21,8 @@ class Settings(BaseSettings):
 
     # System of record. Unset: embedded PostgreSQL (pgserver) in COVR_HOME/pg.
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
-    db_pool_max: int = 8
+    # At least 2: a search reindex loads its documents on two connections at once (search/embedded.py LOAD_SHARES).
+    db_pool_max: int = Field(default=8, ge=2)
 
     # Object storage. Unset endpoint and bucket: a local folder in COVR_HOME/objects.
     s3_endpoint_url: str | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from covr_core.platform.settings import Settings
 
 NAMES = ("COVR_HOME", "DATABASE_URL", "MEILI_URL", "QDRANT_URL", "COVR_S3_BUCKET", "COVR_CLIP_WEIGHTS")
@@ -47,3 +49,15 @@ def test_pgvector_ef_search_reaches_the_vector_store(monkeypatch):
     assert store_from_settings(Settings(), connect=None).ef_search == DEFAULT_EF_SEARCH
     monkeypatch.setenv("COVR_PGVECTOR_EF_SEARCH", "200")
     assert store_from_settings(Settings(), connect=None).ef_search == 200
+
+
+def test_a_pool_too_small_for_a_reindex_is_refused(monkeypatch):
+    from pydantic import ValidationError
+
+    from covr_core.search.embedded import LOAD_SHARES
+
+    monkeypatch.setenv("COVR_DB_POOL_MAX", str(LOAD_SHARES - 1))
+    with pytest.raises(ValidationError, match="db_pool_max"):
+        Settings()
+    monkeypatch.setenv("COVR_DB_POOL_MAX", str(LOAD_SHARES))
+    assert Settings().db_pool_max == LOAD_SHARES

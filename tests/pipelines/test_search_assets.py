@@ -16,7 +16,7 @@ from covr_pipelines.defs.search.assets import (
     sample_matches_model,
 )
 from covr_pipelines.defs.search.resources import build_search_resources
-from covr_pipelines.resources import build_resources
+from covr_pipelines.resources import PostgresResource, build_resources
 from tests.core.search_support import book, copy, user
 
 
@@ -83,3 +83,11 @@ def test_the_job_and_its_nightly_schedule_resolve(settings):
     assert {n.name for n in job.nodes} >= {"copy_search_index", "cover_vector_index"}
     schedule = defs.get_repository_def().get_schedule_def("search_reindex_schedule")
     assert schedule.cron_schedule == "30 3 * * *" and schedule.job_name == "search_reindex_job"
+
+
+def test_a_postgres_resource_too_small_for_a_reindex_is_refused(db_url):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="pool_max"):
+        PostgresResource(database_url=db_url, pool_max=1)
+    assert PostgresResource(database_url=db_url, pool_max=2).pool_max == 2
