@@ -83,15 +83,16 @@ def _lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def tsqueries(query: ParsedQuery, dictionary: TermDictionary | None) -> tuple[str, str]:
-    """(matching, typo-free) tsquery texts: each term's word, its dictionary neighbours and, for the last word typed,
-    its prefix; the typo-free one keeps only the words as typed."""
-    matching, exact = [], []
+def tsqueries(query: ParsedQuery, dictionary: TermDictionary | None) -> tuple[str, str, str]:
+    """(matching, typo-free, whole-word) tsquery texts: each term's word, its dictionary neighbours and, for the last
+    word typed, its prefix; the typo-free one keeps only the words as typed; the whole-word one not even the prefix."""
+    matching, exact, whole = [], [], []
     for term in query.terms:
         if term.quoted:
             phrase = " <-> ".join(_lexeme(w) for w in term.words)
             matching.append(f"({phrase})")
             exact.append(f"({phrase})")
+            whole.append(f"({phrase})")
             continue
         word = term.words[0]
         alternatives = [_lexeme(word)]
@@ -101,7 +102,8 @@ def tsqueries(query: ParsedQuery, dictionary: TermDictionary | None) -> tuple[st
             alternatives.extend(_lexeme(t) for t in dictionary.expand(word, term.typos))
         matching.append("(" + " | ".join(alternatives) + ")")
         exact.append(_lexeme(word) + (":*" if term.prefix else ""))
-    return " & ".join(matching), " & ".join(exact)
+        whole.append(_lexeme(word))
+    return " & ".join(matching), " & ".join(exact), " & ".join(whole)
 
 
 # The ranking keys every copy of the first tier satisfies (the words as typed in its title or authors, hence
@@ -109,6 +111,10 @@ def tsqueries(query: ParsedQuery, dictionary: TermDictionary | None) -> tuple[st
 _EXACT_KEY = "m.tsv @@ %(exact)s::tsquery"
 _TITLE_AUTHOR_KEY = f"{_TITLE_AUTHOR_TSV.replace('d.', 'm.')} @@ %(exact)s::tsquery"
 _FIRST_TIER_KEYS = frozenset({_EXACT_KEY, _TITLE_AUTHOR_KEY})
+# Meilisearch's "exactness" rule, coarsely: the last word typed found whole, above the longer words it only begins
+# ("river": River Story above Riverside). Anywhere in the document, as Meilisearch's rule: reading the title and
+# authors' lexemes apart cost a tenth of a 1-word search.
+_WHOLE_WORDS_KEY = "m.tsv @@ %(whole)s::tsquery"
 
 
 def _order(query: ParsedQuery, sort: tuple[Sort, ...], params: dict) -> list[tuple[str, str]]:
@@ -125,6 +131,8 @@ def _order(query: ParsedQuery, sort: tuple[Sort, ...], params: dict) -> list[tup
         # the keys before it this splits the matches cleanly: a copy without its words in title or authors cannot
         # have the query as its title, so everything that has them ranks first (PostgresSearch._run relies on it).
         keys.append((_TITLE_AUTHOR_KEY, "desc"))
+        if query.terms[-1].prefix:
+            keys.append((_WHOLE_WORDS_KEY, "desc"))
         keys.append((f"ts_rank('{WEIGHTS}', m.tsv, %(tsq)s::tsquery)", "desc"))
         keys.append(("length(m.title_key)", "asc"))  # among equals, the title with the least besides the words
     keys.extend([("m.created_at", "desc"), ("m.copy_id", "asc")])
@@ -187,7 +195,7 @@ class PostgresSearch(SearchBackend):
             narrowing.append(to_sql(request.filter, params, "d"))
         where = narrowing
         if not query.is_placeholder:
-            params["tsq"], params["exact"] = tsqueries(query, self.dictionary)
+            params["tsq"], params["exact"], params["whole"] = tsqueries(query, self.dictionary)
             where = ["d.tsv @@ %(tsq)s::tsquery", *narrowing]
         keys = _order(query, request.sort, params)
         order = ", ".join(f"r.k{i} {direction}" for i, (_, direction) in enumerate(keys))
