@@ -1,7 +1,8 @@
 """The embedded default: the copies index as a Postgres table with a weighted tsvector, in the same database.
 
 Ranking, best first: every query word matched without a typo; then the sort asked for; then a title equal to the
-query; then ts_rank over the weights title 1.0 > authors 0.4 > tags 0.2 > notes 0.1; then the shorter title; then
+query; then the words as typed in the title or authors; then the last word found whole, not only as a prefix; then
+ts_rank over the weights title 1.0 > authors 0.4 > tags 0.2 > notes 0.1; then the shorter title; then
 the newest. The title and authors are indexed folded, so they are the search_terms already (a search_terms match is
 a title or author match, ranked as such) and search_terms are not indexed twice.
 The last query word also matches as a prefix, and words of 5 letters or more match dictionary terms one edit away
